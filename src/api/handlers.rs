@@ -1,0 +1,240 @@
+//! Route handlers of the HTTP API (spec control-plane §4.3–§4.8, §7.1) plus `/healthz`,
+//! `/readyz` and `/metrics`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ApiError, AppState, json_response};
+use crate::auth::{AuthError, Identity};
+use crate::calls::LookupError;
+use crate::metrics::Metrics;
+use crate::ws::conn::{self, MAX_MESSAGE_SIZE};
+
+type Shared = State<Arc<AppState>>;
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()
+}
+
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    route: &str,
+) -> Result<Identity, AuthError> {
+    let result = state.auth.authenticate(authorization(headers)).await;
+    match &result {
+        Ok(identity) => tracing::debug!(
+            route,
+            client_id = identity.client_id(),
+            status = "success",
+            "authentication"
+        ),
+        // The detailed reason (unknown client, mismatch, rate limit) is only logged.
+        Err(AuthError::Failed(why)) => {
+            tracing::debug!(route, status = "fail", error = %why, "authentication")
+        }
+        Err(err) => tracing::debug!(route, status = "fail", error = %err, "authentication"),
+    }
+    result
+}
+
+/// Decodes a JSON object of strings; an empty body is Go's `EOF`.
+fn string_object(body: &Bytes) -> Result<HashMap<String, String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("EOF"));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+pub async fn version(State(state): Shared) -> Response {
+    json_response(StatusCode::OK, &state.version)
+}
+
+pub async fn system(State(state): Shared) -> Response {
+    json_response(StatusCode::OK, &json!({ "cpu_load": state.cpu.get() }))
+}
+
+pub async fn healthz() -> Response {
+    json_response(StatusCode::OK, &json!({ "status": "ok" }))
+}
+
+pub async fn readyz(State(state): Shared) -> Response {
+    if state.is_draining() {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "ready": false, "reason": "draining" }),
+        )
+    } else {
+        json_response(StatusCode::OK, &json!({ "ready": true }))
+    }
+}
+
+pub async fn metrics(State(state): Shared) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(Metrics::CONTENT_TYPE),
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub async fn register(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !state.allow_self_registration {
+        authenticate(&state, &headers, "/register")
+            .await
+            .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    }
+    let fields = string_object(&body)?;
+    let client_id = fields.get("clientID").map_or("", String::as_str);
+    let key = fields.get("authKey").map_or("", String::as_str);
+    match state.auth.register(client_id, key).await {
+        Ok(()) => {
+            tracing::info!(client_id, "client registered");
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({ "clientID": client_id, "code": "201" }),
+            ))
+        }
+        Err(err) => {
+            tracing::debug!(client_id, error = %err, "registration failed");
+            Err(ApiError::bad_request(err.to_string()))
+        }
+    }
+}
+
+pub async fn unregister(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !state.enable_admin && !state.allow_self_registration {
+        return Err(ApiError::forbidden("unregister not enabled"));
+    }
+    let identity = authenticate(&state, &headers, "/unregister")
+        .await
+        .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+    let fields = string_object(&body)?;
+    let client_id = fields.get("clientID").map_or("", String::as_str);
+    if client_id.is_empty() {
+        return Err(ApiError::bad_request("client id should not be empty"));
+    }
+    if let Identity::Client(own) = &identity {
+        if own != client_id {
+            return Err(ApiError::forbidden("client id not valid"));
+        }
+    }
+    state
+        .auth
+        .unregister(client_id)
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    tracing::info!(client_id, "client unregistered");
+    Ok(json_response(StatusCode::OK, &json!({ "code": "200" })))
+}
+
+pub async fn login(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let fields = string_object(&body)?;
+    let client_id = fields.get("clientID").map_or("", String::as_str);
+    let key = fields.get("authKey").map_or("", String::as_str);
+    match state.auth.login(client_id, key).await {
+        Ok(token) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "bearerToken": token, "code": "200" }),
+        )),
+        Err(err) => {
+            tracing::debug!(client_id, error = %err, "login failed");
+            Err(ApiError::bad_request(err.to_string()))
+        }
+    }
+}
+
+/// The caller's group for the sessions routes: admin or failed auth → plain 401.
+async fn sessions_group(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    match authenticate(state, headers, "/calls").await {
+        Ok(Identity::Client(id)) => Ok(id),
+        _ => Err(ApiError::Text(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized".into(),
+        )),
+    }
+}
+
+fn lookup_error(prefix: &str, err: LookupError) -> ApiError {
+    ApiError::Text(StatusCode::NOT_FOUND, format!("{prefix}: {err}"))
+}
+
+pub async fn call_sessions(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let group = sessions_group(&state, &headers).await?;
+    let sessions = state
+        .hub
+        .call_sessions(&group, &call_id)
+        .map_err(|e| lookup_error("failed to get session configs", e))?;
+    Ok(json_response(StatusCode::OK, &sessions))
+}
+
+pub async fn call_session(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path((call_id, session_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let group = sessions_group(&state, &headers).await?;
+    let session = state
+        .hub
+        .call_session(&group, &call_id, &session_id)
+        .map_err(|e| lookup_error("failed to get session config", e))?;
+    Ok(json_response(StatusCode::OK, &session))
+}
+
+/// `GET /ws`: authenticate first (401 on failure, upstream answered an empty 200), check the
+/// origin, then upgrade.
+pub async fn websocket(
+    State(state): Shared,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, Response> {
+    let identity = authenticate(&state, &headers, "/ws")
+        .await
+        .map_err(|e| ApiError::unauthorized(e.to_string()).into_response())?;
+    if !origin_matches_host(&headers) {
+        return Err(ApiError::forbidden("origin not allowed").into_response());
+    }
+    let upgrade = upgrade.map_err(IntoResponse::into_response)?;
+    let hub = state.hub.clone();
+    let shutdown = state.ws_shutdown.clone();
+    let client_id = identity.client_id().to_owned();
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_SIZE)
+        .max_frame_size(MAX_MESSAGE_SIZE)
+        .on_upgrade(move |socket| conn::serve(socket, hub, client_id, shutdown)))
+}
+
+/// Requests without `Origin` pass; otherwise its host must equal `Host` (gorilla's default).
+fn origin_matches_host(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}

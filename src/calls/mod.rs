@@ -1,0 +1,316 @@
+//! Registry of groups, calls and RTC sessions as the control plane sees them.
+//!
+//! Owns: session configs (`groupID/callID/userID/sessionID` + props, spec control-plane §9.2),
+//! the tenant structure (group = the clientID that joined), and per session the connection it
+//! joined on and the connection currently routing its signaling (`connMap`, §9.1).
+//! A call exists exactly as long as it has sessions. Plain data: no I/O, no locking (the hub
+//! owns the mutex), no media state.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Identifier of one plugin WebSocket connection (26-char `connID`).
+pub type ConnId = Arc<str>;
+
+/// Session props exactly as the `join` carried them (`null` when absent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionProps {
+    #[serde(rename = "av1Support")]
+    pub av1_support: Value,
+    #[serde(rename = "channelID")]
+    pub channel_id: Value,
+    #[serde(rename = "dcSignaling")]
+    pub dc_signaling: Value,
+}
+
+impl SessionProps {
+    /// The receiver can decode AV1 (a non-bool value counts as false).
+    pub fn av1_support(&self) -> bool {
+        self.av1_support == Value::Bool(true)
+    }
+
+    /// Server offers go over the data channel (a non-bool value counts as false).
+    pub fn dc_signaling(&self) -> bool {
+        self.dc_signaling == Value::Bool(true)
+    }
+}
+
+/// One participant's RTC session, as served by `/calls/{callID}/sessions` (Go-style keys).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SessionConfig {
+    #[serde(rename = "GroupID")]
+    pub group_id: String,
+    #[serde(rename = "CallID")]
+    pub call_id: String,
+    #[serde(rename = "UserID")]
+    pub user_id: String,
+    #[serde(rename = "SessionID")]
+    pub session_id: String,
+    #[serde(rename = "Props")]
+    pub props: SessionProps,
+}
+
+impl SessionConfig {
+    /// Upstream's join validation (§9.2 step 2).
+    pub fn validate(&self) -> Result<(), JoinError> {
+        for (value, name) in [
+            (&self.group_id, "GroupID"),
+            (&self.call_id, "CallID"),
+            (&self.user_id, "UserID"),
+            (&self.session_id, "SessionID"),
+        ] {
+            if value.is_empty() {
+                return Err(JoinError::Empty(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a join was refused (logged only: the protocol has no error reply).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("invalid {0} value: should not be empty")]
+    Empty(&'static str),
+    #[error("user session already exists")]
+    SessionExists,
+}
+
+/// Why a sessions lookup found nothing (texts of the 404 bodies of §4.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("group not found")]
+    GroupNotFound,
+    #[error("call not found")]
+    CallNotFound,
+    #[error("no sessions found")]
+    NoSessions,
+    #[error("session not found")]
+    SessionNotFound,
+}
+
+/// A registered session.
+#[derive(Debug, Clone)]
+pub struct SessionEntry {
+    pub config: Arc<SessionConfig>,
+    /// Connection the `join` arrived on.
+    pub join_conn: ConnId,
+    /// Connection that currently receives this session's signaling.
+    pub route: ConnId,
+}
+
+impl SessionEntry {
+    /// Where a `close` goes: the current route (upstream used the join connection, §15.5).
+    pub fn close_target(&self) -> &ConnId {
+        &self.route
+    }
+}
+
+/// The registry itself.
+#[derive(Debug, Default)]
+pub struct Registry {
+    sessions: HashMap<String, SessionEntry>,
+    /// group → call → session ids.
+    groups: HashMap<String, HashMap<String, HashSet<String>>>,
+}
+
+impl Registry {
+    /// Number of live sessions (all groups).
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Adds a session joined over `conn`. Session IDs are global keys, as upstream.
+    pub fn insert(
+        &mut self,
+        config: SessionConfig,
+        conn: ConnId,
+    ) -> Result<Arc<SessionConfig>, JoinError> {
+        config.validate()?;
+        if self.sessions.contains_key(&config.session_id) {
+            return Err(JoinError::SessionExists);
+        }
+        let config = Arc::new(config);
+        self.groups
+            .entry(config.group_id.clone())
+            .or_default()
+            .entry(config.call_id.clone())
+            .or_default()
+            .insert(config.session_id.clone());
+        self.sessions.insert(
+            config.session_id.clone(),
+            SessionEntry {
+                config: config.clone(),
+                join_conn: conn.clone(),
+                route: conn,
+            },
+        );
+        Ok(config)
+    }
+
+    /// IDs of every live session.
+    pub fn session_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.sessions.keys().cloned()
+    }
+
+    /// The session, if it exists and belongs to `group` (tenant isolation, §15.7).
+    pub fn get_in_group(&self, group: &str, session_id: &str) -> Option<&SessionEntry> {
+        self.sessions
+            .get(session_id)
+            .filter(|e| e.config.group_id == group)
+    }
+
+    /// The session regardless of group (media events carry only the session ID).
+    pub fn get(&self, session_id: &str) -> Option<&SessionEntry> {
+        self.sessions.get(session_id)
+    }
+
+    /// Re-points signaling of a session of `group` to `conn` (`reconnect`, §9.4). Unknown or
+    /// foreign sessions are ignored (§15.7, §15.9).
+    pub fn reroute(&mut self, group: &str, session_id: &str, conn: ConnId) -> bool {
+        match self.sessions.get_mut(session_id) {
+            Some(entry) if entry.config.group_id == group => {
+                entry.route = conn;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes a session; empty calls and groups disappear with it.
+    pub fn remove(&mut self, session_id: &str) -> Option<SessionEntry> {
+        let entry = self.sessions.remove(session_id)?;
+        let config = &entry.config;
+        if let Some(calls) = self.groups.get_mut(&config.group_id) {
+            if let Some(sessions) = calls.get_mut(&config.call_id) {
+                sessions.remove(session_id);
+                if sessions.is_empty() {
+                    calls.remove(&config.call_id);
+                }
+            }
+            if calls.is_empty() {
+                self.groups.remove(&config.group_id);
+            }
+        }
+        Some(entry)
+    }
+
+    /// All sessions of a call of `group`.
+    pub fn call_sessions(
+        &self,
+        group: &str,
+        call_id: &str,
+    ) -> Result<Vec<Arc<SessionConfig>>, LookupError> {
+        let ids = self.call(group, call_id)?;
+        if ids.is_empty() {
+            return Err(LookupError::NoSessions);
+        }
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.sessions.get(id))
+            .map(|e| e.config.clone())
+            .collect())
+    }
+
+    /// One session of a call of `group`.
+    pub fn call_session(
+        &self,
+        group: &str,
+        call_id: &str,
+        session_id: &str,
+    ) -> Result<Arc<SessionConfig>, LookupError> {
+        let ids = self.call(group, call_id)?;
+        if !ids.contains(session_id) {
+            return Err(LookupError::SessionNotFound);
+        }
+        self.sessions
+            .get(session_id)
+            .map(|e| e.config.clone())
+            .ok_or(LookupError::SessionNotFound)
+    }
+
+    fn call(&self, group: &str, call_id: &str) -> Result<&HashSet<String>, LookupError> {
+        self.groups
+            .get(group)
+            .ok_or(LookupError::GroupNotFound)?
+            .get(call_id)
+            .ok_or(LookupError::CallNotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(group: &str, call: &str, session: &str) -> SessionConfig {
+        SessionConfig {
+            group_id: group.into(),
+            call_id: call.into(),
+            user_id: "u".into(),
+            session_id: session.into(),
+            props: SessionProps {
+                av1_support: Value::Null,
+                channel_id: Value::String("ch".into()),
+                dc_signaling: Value::Bool(true),
+            },
+        }
+    }
+
+    #[test]
+    fn lifecycle_and_isolation() {
+        let mut reg = Registry::default();
+        let c1: ConnId = "c1".into();
+        reg.insert(config("g1", "call", "s1"), c1.clone()).unwrap();
+        reg.insert(config("g1", "call", "s2"), c1.clone()).unwrap();
+        assert_eq!(
+            reg.insert(config("g1", "call", "s1"), c1.clone()),
+            Err(JoinError::SessionExists)
+        );
+        assert_eq!(
+            reg.insert(config("", "call", "s3"), c1.clone()),
+            Err(JoinError::Empty("GroupID"))
+        );
+        assert_eq!(reg.call_sessions("g1", "call").unwrap().len(), 2);
+        assert_eq!(
+            reg.call_sessions("g2", "call"),
+            Err(LookupError::GroupNotFound)
+        );
+        assert_eq!(
+            reg.call_sessions("g1", "other"),
+            Err(LookupError::CallNotFound)
+        );
+        assert_eq!(
+            reg.call_session("g1", "call", "s9"),
+            Err(LookupError::SessionNotFound)
+        );
+        assert!(reg.get_in_group("g2", "s1").is_none());
+        assert!(!reg.reroute("g2", "s1", "c2".into()));
+        assert!(!reg.reroute("g1", "unknown", "c2".into()));
+        assert!(reg.reroute("g1", "s1", "c2".into()));
+        assert_eq!(&*reg.get("s1").unwrap().route, "c2");
+        assert_eq!(&*reg.get("s1").unwrap().join_conn, "c1");
+        reg.remove("s1").unwrap();
+        reg.remove("s2").unwrap();
+        assert!(reg.is_empty());
+        assert_eq!(
+            reg.call_sessions("g1", "call"),
+            Err(LookupError::GroupNotFound)
+        );
+    }
+
+    #[test]
+    fn session_json_shape() {
+        let json = serde_json::to_string(&config("g", "c", "s")).unwrap();
+        assert_eq!(
+            json,
+            r#"{"GroupID":"g","CallID":"c","UserID":"u","SessionID":"s","Props":{"av1Support":null,"channelID":"ch","dcSignaling":true}}"#
+        );
+    }
+}

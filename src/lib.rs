@@ -1,0 +1,30 @@
+//! rtcd: a drop-in RTC service for the Mattermost Calls plugin.
+//!
+//! Module map (each module's doc says what it owns):
+//! - [`config`]: typed config, layered load (defaults < TOML < env), validation
+//! - [`logger`]: tracing subscriber (console/file, plain/JSON)
+//! - [`store`]: SQLite store of registered clients
+//! - [`auth`]: credentials, hashing, rate limit, bearer tokens
+//! - [`api`]: axum router and handlers
+//! - [`ws`]: plugin ↔ rtcd WebSocket protocol and routing
+//! - [`calls`]: registry of groups, calls and sessions
+//! - [`media`]: the interface to the media plane (SFU)
+//! - [`metrics`], [`system`], [`version`]: observability
+//! - [`service`]: wiring, startup, drain and shutdown
+//! - [`client`]: Rust client of this API (tests, load tool)
+
+pub mod api;
+pub mod auth;
+pub mod calls;
+pub mod client;
+pub mod config;
+pub mod logger;
+pub mod media;
+pub mod metrics;
+pub mod service;
+pub mod store;
+pub mod system;
+pub mod version;
+pub mod ws;
+
+pub use service::{ServiceError, run};

@@ -1,0 +1,111 @@
+//! The boundary between the control plane and the media plane (the SFU).
+//!
+//! Owns: the small interface the WebSocket layer drives ([`MediaPlane`]: create/close a
+//! session, deliver a client signal) and the events the media plane reports back
+//! ([`MediaEvent`]: outbound ICE/SDP, voice activity, session closed). The control plane never
+//! sees media types; the media plane never sees WebSocket, HTTP or store types.
+
+pub mod stub;
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::calls::SessionConfig;
+
+/// A message from a participant's client, relayed by the plugin (RTC types of spec
+/// control-plane §8.4, already decoded and checked by the WebSocket layer).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// `RTCIceCandidateInit` JSON.
+    Ice(String),
+    /// Session description JSON (`{"type":"offer"|"answer","sdp":…}`).
+    Sdp(String),
+    Mute,
+    Unmute,
+    ScreenOn {
+        stream_id: String,
+    },
+    ScreenOff,
+    VideoOn {
+        stream_id: String,
+    },
+    VideoOff,
+}
+
+/// Kind of an outbound signaling message (RTC types 1 and 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundKind {
+    Ice = 1,
+    Sdp = 2,
+}
+
+/// Why a media session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The plugin sent `leave` (or the control plane closed it).
+    Leave,
+    /// No SDP offer within the signaling timeout after `join`.
+    NoOffer,
+    /// The media plane failed the session (ICE/DTLS failure, bad offer, …).
+    Failed(String),
+    /// Daemon shutdown.
+    Shutdown,
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Leave => f.write_str("leave"),
+            CloseReason::NoOffer => f.write_str("timed out waiting for the initial offer"),
+            CloseReason::Failed(why) => write!(f, "failed: {why}"),
+            CloseReason::Shutdown => f.write_str("shutdown"),
+        }
+    }
+}
+
+/// What the media plane reports to the control plane.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// ICE candidate (wrapped JSON) or SDP for the session's client.
+    Outbound {
+        session_id: String,
+        kind: OutboundKind,
+        data: String,
+    },
+    /// Voice activity changed (`vad` VoiceOn/VoiceOff).
+    VoiceActivity { session_id: String, on: bool },
+    /// The media plane ended the session on its own.
+    Closed {
+        session_id: String,
+        reason: CloseReason,
+    },
+}
+
+/// Sender half the media plane uses for [`MediaEvent`]s. Bounded: a full queue drops.
+pub type EventSender = mpsc::Sender<MediaEvent>;
+
+/// Capacity of the media → control-plane event queue (upstream: 2000).
+pub const EVENT_QUEUE_CAPACITY: usize = 2000;
+
+/// Error creating a media session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("session already exists")]
+    SessionExists,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The media plane as the control plane drives it. Implementations must not block: each
+/// call hands work to the media threads and returns.
+pub trait MediaPlane: Send + Sync + 'static {
+    /// A participant joined: prepare its session and wait for its first offer.
+    fn create_session(&self, config: Arc<SessionConfig>) -> Result<(), MediaError>;
+    /// End a session (idempotent; unknown sessions are ignored).
+    fn close_session(&self, session_id: &str);
+    /// Deliver a client signal to a session (unknown sessions are ignored).
+    fn signal(&self, session_id: &str, signal: Signal);
+    /// Stop all media work (daemon shutdown).
+    fn shutdown(&self) {}
+}

@@ -1,0 +1,381 @@
+//! Prometheus registry of the daemon and its typed metric handles.
+//!
+//! Owns: metric names, help texts, label sets and buckets (upstream names of spec
+//! control-plane §13), the process collector (`rtcd_process_*`) and the text encoding served
+//! on `/metrics`. Labels are typed structs/enums; never per-packet label allocation on a hot
+//! path (callers resolve a family entry once and keep the handle).
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets of upstream (seconds).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0,
+];
+/// Loss-rate buckets of upstream (fraction).
+pub const LOSS_BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
+];
+/// Prometheus' default buckets (seconds).
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// `{groupID}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub struct GroupLabels {
+    pub groupID: String,
+}
+
+/// `{clientID}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub struct ClientLabels {
+    pub clientID: String,
+}
+
+/// Message direction.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Direction {
+    r#in,
+    out,
+}
+
+/// `{clientID, type, direction}` of `rtcd_ws_messages_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub struct WsMessageLabels {
+    pub clientID: String,
+    pub r#type: String,
+    pub direction: Direction,
+}
+
+/// Peer-connection states counted by `rtcd_rtc_conn_states_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ConnState {
+    connected,
+    disconnected,
+    failed,
+    closed,
+}
+
+/// `{type}` of `rtcd_rtc_conn_states_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnStateLabels {
+    pub r#type: ConnState,
+}
+
+/// Error kinds of `rtcd_rtc_errors_total`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RtcErrorKind {
+    rtp,
+    signaling,
+    track,
+    ice,
+    signaling_lock_timeout,
+}
+
+/// `{groupID, type}` of `rtcd_rtc_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub struct RtcErrorLabels {
+    pub groupID: String,
+    pub r#type: RtcErrorKind,
+}
+
+/// `{groupID, direction, type}` of `rtcd_rtc_rtp_tracks_total` (type = codec MIME type).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub struct TrackLabels {
+    pub groupID: String,
+    pub direction: Direction,
+    pub r#type: String,
+}
+
+/// `{groupID, type}` of `rtcd_rtc_rtp_tracks_writes_time` (type = track kind).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub struct TrackKindLabels {
+    pub groupID: String,
+    pub r#type: String,
+}
+
+/// Builds histograms with a fixed bucket list for a [`Family`].
+#[derive(Clone, Copy)]
+pub struct Buckets(&'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, Buckets>;
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub ws_connections: Family<ClientLabels, Gauge>,
+    pub ws_messages: Family<WsMessageLabels, Counter>,
+    pub rtc_sessions: Family<GroupLabels, Gauge>,
+    pub rtc_conn_states: Family<ConnStateLabels, Counter>,
+    pub rtc_errors: Family<RtcErrorLabels, Counter>,
+    pub rtc_rtp_tracks: Family<TrackLabels, Gauge>,
+    pub rtc_rtp_tracks_writes_time: HistogramFamily<TrackKindLabels>,
+    pub rtc_connection_time: HistogramFamily<GroupLabels>,
+    pub rtc_dc_open_time: HistogramFamily<GroupLabels>,
+    pub rtc_signaling_lock_grab_time: HistogramFamily<GroupLabels>,
+    pub rtc_signaling_lock_locked_time: HistogramFamily<GroupLabels>,
+    pub rtc_client_loss_rate: HistogramFamily<GroupLabels>,
+    pub rtc_client_rtt: HistogramFamily<GroupLabels>,
+    pub rtc_client_jitter: HistogramFamily<GroupLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rtcd");
+        fn latency<L: Clone + std::hash::Hash + Eq>() -> HistogramFamily<L> {
+            HistogramFamily::new_with_constructor(Buckets(&LATENCY_BUCKETS))
+        }
+        fn default<L: Clone + std::hash::Hash + Eq>() -> HistogramFamily<L> {
+            HistogramFamily::new_with_constructor(Buckets(&DEFAULT_BUCKETS))
+        }
+        let metrics = Self {
+            ws_connections: Family::default(),
+            ws_messages: Family::default(),
+            rtc_sessions: Family::default(),
+            rtc_conn_states: Family::default(),
+            rtc_errors: Family::default(),
+            rtc_rtp_tracks: Family::default(),
+            rtc_rtp_tracks_writes_time: latency(),
+            rtc_connection_time: default(),
+            rtc_dc_open_time: default(),
+            rtc_signaling_lock_grab_time: default(),
+            rtc_signaling_lock_locked_time: default(),
+            rtc_client_loss_rate: HistogramFamily::new_with_constructor(Buckets(&LOSS_BUCKETS)),
+            rtc_client_rtt: latency(),
+            rtc_client_jitter: latency(),
+            registry: Registry::default(),
+        };
+        // Counters get their `_total` suffix from the encoder; gauges keep upstream's names.
+        registry.register(
+            "ws_connections_total",
+            "Open plugin WebSocket connections",
+            metrics.ws_connections.clone(),
+        );
+        registry.register(
+            "ws_messages",
+            "WebSocket messages by envelope type and direction",
+            metrics.ws_messages.clone(),
+        );
+        registry.register(
+            "rtc_sessions_total",
+            "RTC sessions",
+            metrics.rtc_sessions.clone(),
+        );
+        registry.register(
+            "rtc_conn_states",
+            "Peer connection state transitions",
+            metrics.rtc_conn_states.clone(),
+        );
+        registry.register(
+            "rtc_errors",
+            "RTC errors by type",
+            metrics.rtc_errors.clone(),
+        );
+        registry.register(
+            "rtc_rtp_tracks_total",
+            "RTP tracks by direction and codec",
+            metrics.rtc_rtp_tracks.clone(),
+        );
+        registry.register(
+            "rtc_rtp_tracks_writes_time",
+            "Time to write one forwarded RTP packet (seconds)",
+            metrics.rtc_rtp_tracks_writes_time.clone(),
+        );
+        registry.register(
+            "rtc_connection_time",
+            "Session start to peer connection connected (seconds)",
+            metrics.rtc_connection_time.clone(),
+        );
+        registry.register(
+            "rtc_dc_open_time",
+            "Initial answer to data channel open (seconds)",
+            metrics.rtc_dc_open_time.clone(),
+        );
+        registry.register(
+            "rtc_signaling_lock_grab_time",
+            "Time waiting for the signaling lock (seconds)",
+            metrics.rtc_signaling_lock_grab_time.clone(),
+        );
+        registry.register(
+            "rtc_signaling_lock_locked_time",
+            "Time the signaling lock was held (seconds)",
+            metrics.rtc_signaling_lock_locked_time.clone(),
+        );
+        registry.register(
+            "rtc_client_loss_rate",
+            "Loss rate reported by clients (fraction)",
+            metrics.rtc_client_loss_rate.clone(),
+        );
+        registry.register(
+            "rtc_client_rtt",
+            "Round-trip time reported by clients (seconds)",
+            metrics.rtc_client_rtt.clone(),
+        );
+        registry.register(
+            "rtc_client_jitter",
+            "Jitter reported by clients (seconds)",
+            metrics.rtc_client_jitter.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector));
+        Self {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Prometheus text exposition (format 0.0.4).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Content type of [`Metrics::encode`].
+    pub const CONTENT_TYPE: &'static str =
+        prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+}
+
+/// `rtcd_process_*`: CPU, memory, file descriptors and start time of this process, read from
+/// `/proc/self` on each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stat) = ProcessStat::read() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(stat.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                stat.rss_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                stat.vsize_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                stat.open_fds,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                stat.start_time_seconds,
+            ),
+        ] {
+            let gauge = ConstGauge::new(value as i64);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+struct ProcessStat {
+    cpu_seconds: f64,
+    rss_bytes: u64,
+    vsize_bytes: u64,
+    open_fds: u64,
+    start_time_seconds: u64,
+}
+
+impl ProcessStat {
+    fn read() -> Option<Self> {
+        const TICKS_PER_SECOND: f64 = 100.0;
+        const PAGE_SIZE: u64 = 4096;
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the parenthesised command name; index 0 is field 3 (state).
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+        let boot_time = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
+        Some(Self {
+            cpu_seconds: (field(14)? + field(15)?) as f64 / TICKS_PER_SECOND,
+            vsize_bytes: field(23)?,
+            rss_bytes: field(24)? * PAGE_SIZE,
+            open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
+            start_time_seconds: boot_time + (field(22)? as f64 / TICKS_PER_SECOND) as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_upstream_names() {
+        let metrics = Metrics::new();
+        metrics
+            .ws_connections
+            .get_or_create(&ClientLabels {
+                clientID: "c1".into(),
+            })
+            .inc();
+        metrics
+            .rtc_errors
+            .get_or_create(&RtcErrorLabels {
+                groupID: "g".into(),
+                r#type: RtcErrorKind::signaling_lock_timeout,
+            })
+            .inc();
+        metrics
+            .rtc_client_rtt
+            .get_or_create(&GroupLabels {
+                groupID: "g".into(),
+            })
+            .observe(0.02);
+        let text = metrics.encode();
+        for needle in [
+            "rtcd_ws_connections_total{clientID=\"c1\"} 1",
+            "rtcd_rtc_errors_total{groupID=\"g\",type=\"signaling_lock_timeout\"} 1",
+            "rtcd_rtc_client_rtt_bucket{groupID=\"g\",le=\"0.025\"} 1",
+            "# TYPE rtcd_process_cpu_seconds_total counter",
+            "rtcd_process_resident_memory_bytes ",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+}
