@@ -7,7 +7,7 @@
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -42,12 +42,21 @@ pub struct ClientLabels {
     pub clientID: String,
 }
 
-/// Message direction.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
+/// Message or track direction (`in` / `out`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Direction {
-    r#in,
-    out,
+    In,
+    Out,
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        encoder.write_str(match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        })
+    }
 }
 
 /// `{clientID, type, direction}` of `rtcd_ws_messages_total`.

@@ -116,7 +116,7 @@ impl Hub {
                         .get_or_create(&WsMessageLabels {
                             clientID: conn.client_id.clone(),
                             r#type: kind.to_owned(),
-                            direction: Direction::out,
+                            direction: Direction::Out,
                         })
                         .inc();
                 }
@@ -141,7 +141,7 @@ impl Hub {
             .get_or_create(&WsMessageLabels {
                 clientID: client_id.to_owned(),
                 r#type: msg.type_name().to_owned(),
-                direction: Direction::r#in,
+                direction: Direction::In,
             })
             .inc();
         match msg {

@@ -1,0 +1,105 @@
+//! SIGTERM drains: readiness turns false, `/system` steers new calls away, existing calls still
+//! accept joins, and the process exits when the last session ends; a second signal exits at
+//! once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Daemon, KEY, base_config, join};
+use hyper::Method;
+use rtcd::ws::codec::ServerMessage;
+
+const T: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn drain_waits_for_sessions_then_exits() {
+    let mut daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    let ready = plugin
+        .request(Method::GET, "/readyz", None, None)
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 200);
+    ws.join(&join("call", "u1", "s1")).await.unwrap();
+    assert!(daemon.wait_log("session joined", T));
+
+    daemon.signal("TERM");
+    assert!(
+        daemon.wait_log("draining before exiting", T),
+        "{}",
+        daemon.log_text()
+    );
+    let ready = plugin
+        .request(Method::GET, "/readyz", None, None)
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 503);
+    assert!(plugin.cpu_load().await.unwrap() >= 1.0e6);
+    assert_eq!(
+        plugin
+            .request(Method::GET, "/healthz", None, None)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+
+    // The call goes on: a late participant can still join it.
+    ws.join(&join("call", "u2", "s2")).await.unwrap();
+    let two = common::eventually(T, || async {
+        let sessions = plugin.call_sessions("call").await.ok()?.json().ok()?;
+        (sessions.as_array()?.len() == 2).then_some(())
+    })
+    .await;
+    assert!(two.is_some());
+    assert!(
+        daemon.wait_exit(Duration::from_millis(500)).is_none(),
+        "exited while sessions remain"
+    );
+
+    ws.leave("s1").await.unwrap();
+    ws.leave("s2").await.unwrap();
+    assert_eq!(
+        ws.recv_timeout(T).await.unwrap(),
+        ServerMessage::Close {
+            session_id: "s1".into()
+        }
+    );
+    assert_eq!(
+        ws.recv_timeout(T).await.unwrap(),
+        ServerMessage::Close {
+            session_id: "s2".into()
+        }
+    );
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after the last session");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn second_signal_exits_at_once() {
+    let mut daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    ws.join(&join("call", "u1", "s1")).await.unwrap();
+    assert!(daemon.wait_log("session joined", T));
+    daemon.signal("INT");
+    assert!(daemon.wait_log("draining before exiting", T));
+    daemon.signal("INT");
+    let status = daemon
+        .wait_exit(Duration::from_secs(12))
+        .expect("second signal exits");
+    assert!(status.success(), "{status:?}");
+    assert!(daemon.log_text().contains("second stop signal"));
+}
