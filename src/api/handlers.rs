@@ -131,10 +131,10 @@ pub async fn unregister(
     if client_id.is_empty() {
         return Err(ApiError::bad_request("client id should not be empty"));
     }
-    if let Identity::Client(own) = &identity {
-        if own != client_id {
-            return Err(ApiError::forbidden("client id not valid"));
-        }
+    if let Identity::Client(own) = &identity
+        && own != client_id
+    {
+        return Err(ApiError::forbidden("client id not valid"));
     }
     state
         .auth

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything the tests need on a fresh Debian 12 machine (as root) and runs every
+# test: the Rust unit and integration tests (real binary, real sockets, real SQLite), then the
+# packaging tests (container image run with the operator guide's docker lines via podman, and
+# the systemd unit checked with systemd-analyze).
+#
+#   bash build/test.sh              everything
+#   RTCD_SKIP_PACKAGING=1 bash build/test.sh   Rust tests only
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[test] %s\n' "$*" >&2; }
+
+need=()
+for pkg in curl ca-certificates iproute2 util-linux; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    log "apt-get install ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+suites_passed=0
+suites_failed=0
+suite() { # suite NAME command...
+    local name=$1; shift
+    log "=== $name"
+    if "$@"; then
+        suites_passed=$((suites_passed + 1)); log "=== $name: ok"
+    else
+        suites_failed=$((suites_failed + 1)); log "=== $name: FAILED"
+    fi
+}
+
+rust_tests() {
+    if command -v cargo-nextest >/dev/null 2>&1; then
+        cargo nextest run --locked --no-fail-fast
+    else
+        cargo test --locked --no-fail-fast
+    fi
+}
+suite "rust tests" rust_tests
+
+if [ "${RTCD_SKIP_PACKAGING:-0}" != 1 ]; then
+    suite "release build" cargo build --release --locked
+    suite "container (docker run lines of the getting-started guide)" bash build/container-test.sh target/release/rtcd
+    suite "systemd unit" bash build/systemd-test.sh target/release/rtcd
+fi
+
+echo "test suites: ${suites_passed} passed, ${suites_failed} failed"
+[ "$suites_failed" -eq 0 ]
