@@ -38,8 +38,15 @@ fn main() {
     println!("cargo:rustc-env=RTCD_RUSTC_VERSION={rustc_version}");
     println!("cargo:rerun-if-env-changed=RTCD_BUILD_HASH");
     println!("cargo:rerun-if-env-changed=RTCD_BUILD_DATE");
-    for path in [".git/HEAD", ".git/index"] {
-        if std::path::Path::new(path).exists() {
+    // Rebuild the metadata when HEAD moves: watch HEAD and the branch ref it points to.
+    let mut watched = vec![".git/HEAD".to_owned(), ".git/packed-refs".to_owned()];
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD")
+        && let Some(reference) = head.trim().strip_prefix("ref: ")
+    {
+        watched.push(format!(".git/{reference}"));
+    }
+    for path in watched {
+        if std::path::Path::new(&path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }
     }

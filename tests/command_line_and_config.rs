@@ -47,7 +47,8 @@ fn startup_failures_exit_non_zero_with_the_cause() {
     );
     let fine = write("fine.toml", "");
     let port_flag = format!("-config={port}");
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, Vec<String>)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<String>);
+    let cases: Vec<Case> = vec![
         (
             vec!["-config", &type_error],
             vec![],

@@ -23,6 +23,11 @@ async fn clients_cannot_touch_each_others_sessions() {
     a.join(&join("shared-call-id", "ua", "victim"))
         .await
         .unwrap();
+    let joined = common::eventually(Duration::from_secs(5), || async {
+        (alice.call_sessions("shared-call-id").await.ok()?.status == 200).then_some(())
+    })
+    .await;
+    assert!(joined.is_some());
     // Mallory targets the victim's session in every way the protocol allows.
     m.leave("victim").await.unwrap();
     m.reconnect("victim").await.unwrap();

@@ -66,8 +66,17 @@ pub async fn serve(
                         }
                         break;
                     }
-                    // Shutdown closes the TCP connection without a close frame, as upstream.
-                    _ = shutdown.cancelled() => break,
+                    // Shutdown: deliver what is already queued (e.g. the last `close`), then
+                    // drop the TCP connection without a close frame, as upstream.
+                    _ = shutdown.cancelled() => {
+                        while let Ok(frame) = outbound.try_recv() {
+                            let send = sink.send(Message::Binary(frame.into()));
+                            if !matches!(tokio::time::timeout(WRITE_DEADLINE, send).await, Ok(Ok(()))) {
+                                break;
+                            }
+                        }
+                        break;
+                    }
                 };
                 match tokio::time::timeout(WRITE_DEADLINE, sink.send(message)).await {
                     Ok(Ok(())) => {}

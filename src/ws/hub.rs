@@ -232,13 +232,7 @@ impl Hub {
 
     /// Ends a session: registry, `close` to the plugin, metrics, media. Idempotent.
     pub fn close_session(&self, session_id: &str, reason: CloseReason) {
-        let entry = {
-            let mut registry = self.registry();
-            let entry = registry.remove(session_id);
-            self.publish_session_count(&registry);
-            entry
-        };
-        let Some(entry) = entry else {
+        let Some(entry) = self.registry().remove(session_id) else {
             return;
         };
         self.media.close_session(session_id);
@@ -253,6 +247,9 @@ impl Hub {
             self.send(&entry.join_conn, frame, None);
         }
         tracing::info!(session_id, call_id = %entry.config.call_id, %reason, "session closed");
+        // Published last: a drain waiting for zero sessions must not shut connections down
+        // before this session's `close` is queued.
+        self.publish_session_count(&self.registry());
     }
 
     /// Delivers one media-plane event.
