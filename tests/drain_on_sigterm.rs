@@ -103,3 +103,42 @@ async fn second_signal_exits_at_once() {
     assert!(status.success(), "{status:?}");
     assert!(daemon.log_text().contains("second stop signal"));
 }
+
+#[tokio::test]
+async fn drain_timeout_closes_remaining_sessions() {
+    let mut daemon = Daemon::start(
+        &base_config(
+            "[api.security]\nallow_self_registration = true\n[rtc]\ndrain_timeout_minutes = 1",
+        ),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    // Keep a session alive past the stub media plane's 10 s offer timeout by sending an offer.
+    ws.join(&join("call", "u1", "s1")).await.unwrap();
+    ws.rtc(&rtcd::ws::codec::RtcMessage {
+        session_id: "s1".into(),
+        msg_type: 2,
+        data: Some(br#"{"type":"offer","sdp":"v=0\r\n"}"#.to_vec()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(daemon.wait_log("session joined", T));
+    let started = std::time::Instant::now();
+    daemon.signal("TERM");
+    let closed = ws.recv_timeout(Duration::from_secs(75)).await.unwrap();
+    assert_eq!(
+        closed,
+        ServerMessage::Close {
+            session_id: "s1".into()
+        }
+    );
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(59), "closed after {waited:?}");
+    let status = daemon
+        .wait_exit(Duration::from_secs(15))
+        .expect("exits after the drain timeout");
+    assert!(status.success(), "{status:?}");
+}

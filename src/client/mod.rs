@@ -431,6 +431,13 @@ impl WsClient {
                         "closed by server: {frame:?}"
                     )));
                 }
+                // The library queued the pong; flushing sends it.
+                Message::Ping(_) => {
+                    self.stream
+                        .flush()
+                        .await
+                        .map_err(|e| ClientError::WebSocket(e.to_string()))?;
+                }
                 _ => continue,
             }
         }

@@ -605,3 +605,58 @@ mod tests {
         assert_eq!((msg.msg_type, msg.data.as_deref()), (2, Some(&b"{}"[..])));
     }
 }
+
+/// Robustness of the decoders against arbitrary bytes (a deterministic stand-in for a fuzz
+/// target: mutations of valid frames plus random frames must never panic).
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    /// xorshift64*: deterministic pseudo-random bytes without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn decoders_never_panic() {
+        let seeds = [
+            encode_join(&JoinData {
+                call_id: "c".into(),
+                user_id: "u".into(),
+                session_id: "s".into(),
+                channel_id: "ch".into(),
+                av1_support: serde_json::Value::Bool(true),
+                dc_signaling: serde_json::Value::Null,
+            }),
+            encode_rtc(&RtcMessage {
+                session_id: "s".into(),
+                msg_type: 2,
+                data: Some(vec![b'x'; 300]),
+                ..RtcMessage::default()
+            }),
+            encode_hello("id", "conn"),
+            encode_leave("s"),
+        ];
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..50_000 {
+            let mut frame = seeds[round % seeds.len()].clone();
+            match rng.next() % 4 {
+                0 => {
+                    let at = rng.next() as usize % frame.len();
+                    frame[at] = rng.next() as u8;
+                }
+                1 => frame.truncate(rng.next() as usize % frame.len()),
+                2 => frame.insert(rng.next() as usize % frame.len(), rng.next() as u8),
+                _ => frame = (0..rng.next() % 64).map(|_| rng.next() as u8).collect(),
+            }
+            let _ = decode_client(&frame);
+            let _ = decode_server(&frame);
+        }
+    }
+}

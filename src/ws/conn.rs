@@ -28,6 +28,10 @@ pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// WebSocket close code for an oversize message.
 const CLOSE_MESSAGE_TOO_BIG: u16 = 1009;
+/// WebSocket close code sent when the daemon shuts down.
+const CLOSE_GOING_AWAY: u16 = 1001;
+/// How long a shutting-down connection waits for the peer's close frame.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Serves a connection authenticated as `client_id` until it ends or `shutdown` fires.
 pub async fn serve(
@@ -42,6 +46,8 @@ pub async fn serve(
 
     let (mut sink, mut stream) = socket.split();
     let reader_done = CancellationToken::new();
+    // The library queues the pong for a received ping; the writer flushes it out.
+    let pong_pending = Arc::new(tokio::sync::Notify::new());
     let close_code = Arc::new(std::sync::Mutex::new(None::<(u16, &'static str)>));
 
     let writer = {
@@ -49,6 +55,7 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let close_code = close_code.clone();
         let conn_id = conn_id.clone();
+        let pong_pending = pong_pending.clone();
         async move {
             let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
             loop {
@@ -58,6 +65,12 @@ pub async fn serve(
                         None => break,
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
+                    _ = pong_pending.notified() => {
+                        if !matches!(tokio::time::timeout(WRITE_DEADLINE, sink.flush()).await, Ok(Ok(()))) {
+                            break;
+                        }
+                        continue;
+                    }
                     _ = reader_done.cancelled() => {
                         let close = *close_code.lock().unwrap_or_else(|e| e.into_inner());
                         if let Some((code, reason)) = close {
@@ -67,7 +80,8 @@ pub async fn serve(
                         break;
                     }
                     // Shutdown: deliver what is already queued (e.g. the last `close`), then
-                    // drop the TCP connection without a close frame, as upstream.
+                    // a close frame (1001); the reader waits briefly for the peer's close so the
+                    // TCP connection ends with a FIN, not a reset that could discard the frames.
                     _ = shutdown.cancelled() => {
                         while let Ok(frame) = outbound.try_recv() {
                             let send = sink.send(Message::Binary(frame.into()));
@@ -75,6 +89,8 @@ pub async fn serve(
                                 break;
                             }
                         }
+                        let frame = CloseFrame { code: CLOSE_GOING_AWAY, reason: "server shutting down".into() };
+                        let _ = tokio::time::timeout(WRITE_DEADLINE, sink.send(Message::Close(Some(frame)))).await;
                         break;
                     }
                 };
@@ -95,12 +111,18 @@ pub async fn serve(
 
     let reader = async {
         let mut deadline = Instant::now() + PONG_DEADLINE;
+        let mut shutting_down = false;
         loop {
             let next = tokio::select! {
                 next = tokio::time::timeout_at(deadline, stream.next()) => next,
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    deadline = deadline.min(Instant::now() + SHUTDOWN_GRACE);
+                    continue;
+                }
             };
             let message = match next {
+                Err(_) if shutting_down => break,
                 Err(_) => {
                     tracing::info!(conn_id = %conn_id, "no pong within {PONG_DEADLINE:?}, closing");
                     break;
@@ -123,8 +145,11 @@ pub async fn serve(
                 Message::Text(_) => {
                     tracing::warn!(conn_id = %conn_id, "unexpected text frame ignored")
                 }
-                Message::Pong(_) => deadline = Instant::now() + PONG_DEADLINE,
-                Message::Ping(_) => {} // answered by the library
+                Message::Pong(_) => {
+                    tracing::trace!(conn_id = %conn_id, "pong");
+                    deadline = Instant::now() + PONG_DEADLINE;
+                }
+                Message::Ping(_) => pong_pending.notify_one(),
                 Message::Close(_) => break,
             }
         }
