@@ -273,47 +273,47 @@ impl Client {
             .ok_or_else(|| ClientError::Decode(response.text()))
     }
 
+    /// POSTs a JSON body and checks the status.
+    async fn post_json(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: serde_json::Value,
+        expected: StatusCode,
+    ) -> Result<HttpResponse, ClientError> {
+        self.request(
+            Method::POST,
+            path,
+            authorization,
+            Some(body.to_string().into_bytes()),
+        )
+        .await?
+        .expect(expected)
+    }
+
     /// `POST /register` of `client_id:auth_key`, sending the configured credentials as Basic
     /// auth as the plugin does.
     pub async fn register(&self, client_id: &str, auth_key: &str) -> Result<(), ClientError> {
         let body = serde_json::json!({ "clientID": client_id, "authKey": auth_key });
-        self.request(
-            Method::POST,
-            "/register",
-            self.auth_header().as_deref(),
-            Some(body.to_string().into_bytes()),
-        )
-        .await?
-        .expect(StatusCode::CREATED)
-        .map(drop)
+        let auth = self.auth_header();
+        self.post_json("/register", auth.as_deref(), body, StatusCode::CREATED)
+            .await
+            .map(drop)
     }
 
     /// `POST /unregister` of `client_id` with the configured credentials.
     pub async fn unregister(&self, client_id: &str) -> Result<(), ClientError> {
         let body = serde_json::json!({ "clientID": client_id });
-        self.request(
-            Method::POST,
-            "/unregister",
-            self.auth_header().as_deref(),
-            Some(body.to_string().into_bytes()),
-        )
-        .await?
-        .expect(StatusCode::OK)
-        .map(drop)
+        let auth = self.auth_header();
+        self.post_json("/unregister", auth.as_deref(), body, StatusCode::OK)
+            .await
+            .map(drop)
     }
 
     /// `POST /login` → bearer token.
     pub async fn login(&self, client_id: &str, auth_key: &str) -> Result<String, ClientError> {
         let body = serde_json::json!({ "clientID": client_id, "authKey": auth_key });
-        let response = self
-            .request(
-                Method::POST,
-                "/login",
-                None,
-                Some(body.to_string().into_bytes()),
-            )
-            .await?
-            .expect(StatusCode::OK)?;
+        let response = self.post_json("/login", None, body, StatusCode::OK).await?;
         response.json()?["bearerToken"]
             .as_str()
             .map(str::to_owned)
