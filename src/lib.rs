@@ -21,6 +21,7 @@ pub mod config;
 pub mod logger;
 pub mod media;
 pub mod metrics;
+pub mod net;
 pub mod service;
 pub mod store;
 pub mod system;

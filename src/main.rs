@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         build_hash = %version.build_hash,
         config = %cli.config.display(),
         config_file_found = loaded.file_found,
-        "rtcd: starting up"
+        "starting up"
     );
     for o in &loaded.overrides {
         match o.source {
