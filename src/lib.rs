@@ -23,6 +23,7 @@ pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod service;
+pub mod sfu;
 pub mod store;
 pub mod system;
 pub mod version;

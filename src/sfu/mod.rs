@@ -1,0 +1,5 @@
+//! The SFU core, sans-IO: sessions (one peer connection each), calls, the data-channel
+//! protocol, negotiation and forwarding. Time is passed in; datagrams come in as values and
+//! transmits go out as values. No sockets, threads, store or clock inside.
+
+pub mod dc_protocol;
