@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use tracing::level_filters::LevelFilter;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -48,6 +49,14 @@ pub fn parse_level(name: &str) -> Option<LevelFilter> {
 
 type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
+/// Our records at `level`; libraries (WebRTC core, HTTP stack) at most at WARN, since their
+/// debug output is per packet.
+fn filter(level: LevelFilter) -> Targets {
+    Targets::new()
+        .with_target("rtcd", level)
+        .with_default(level.min(LevelFilter::WARN))
+}
+
 /// Installs the global subscriber described by `config`.
 pub fn init(config: &LoggerConfig) -> Result<LoggerGuard, LoggerError> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
@@ -59,11 +68,15 @@ pub fn init(config: &LoggerConfig) -> Result<LoggerGuard, LoggerError> {
         guards.push(guard);
         let layer = tracing_subscriber::fmt::layer().with_writer(writer);
         layers.push(if config.console_json {
-            layer.json().flatten_event(true).with_filter(level).boxed()
+            layer
+                .json()
+                .flatten_event(true)
+                .with_filter(filter(level))
+                .boxed()
         } else {
             layer
                 .with_ansi(config.enable_color)
-                .with_filter(level)
+                .with_filter(filter(level))
                 .boxed()
         });
     }
@@ -82,9 +95,13 @@ pub fn init(config: &LoggerConfig) -> Result<LoggerGuard, LoggerError> {
             .with_writer(writer)
             .with_ansi(false);
         layers.push(if config.file_json {
-            layer.json().flatten_event(true).with_filter(level).boxed()
+            layer
+                .json()
+                .flatten_event(true)
+                .with_filter(filter(level))
+                .boxed()
         } else {
-            layer.with_filter(level).boxed()
+            layer.with_filter(filter(level)).boxed()
         });
     }
     tracing_subscriber::registry()

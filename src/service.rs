@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, tls};
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::media::stub::StubMediaPlane;
 use crate::media::{CloseReason, EVENT_QUEUE_CAPACITY, MediaPlane};
 use crate::metrics::Metrics;
+use crate::net::runtime::SfuPlane;
 use crate::store::Store;
 use crate::system::CpuLoad;
 use crate::version::VersionInfo;
@@ -51,7 +51,8 @@ pub async fn run(config: Config, mut stop: StopSignals) -> Result<(), ServiceErr
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Auth::new(Arc::new(store), &config.api.security));
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
-    let media: Arc<dyn MediaPlane> = StubMediaPlane::new(events_tx);
+    let media: Arc<dyn MediaPlane> = SfuPlane::start(&config.rtc, events_tx)
+        .map_err(|e| ServiceError::Start(format!("rtc: {e}")))?;
     let hub = Hub::new(media.clone(), metrics.clone());
     let background = CancellationToken::new();
     let cpu = Arc::new(CpuLoad::default());

@@ -210,7 +210,9 @@ async fn unprefixed_env_name_from_the_systemd_unit_is_honoured() {
 #[test]
 fn file_logging_disabled_creates_no_file_and_no_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_in(dir.path(), &base_config(""), &[]);
+    // A public (documentation-range) override: no "private address" warning either.
+    let public = [("RTCD_RTC_ICEHOSTOVERRIDE", "203.0.113.1")];
+    let daemon = Daemon::start_in(dir.path(), &base_config(""), &public);
     assert!(!dir.path().join("rtcd.log").exists());
     assert!(
         !daemon.log_text().to_lowercase().contains("warn"),

@@ -3,11 +3,14 @@
 //! once.
 
 mod common;
+#[path = "common/rtc_peer.rs"]
+mod rtc_peer;
 
 use std::time::Duration;
 
 use common::{Daemon, KEY, base_config, join};
 use hyper::Method;
+use rtc_peer::RtcPeer;
 use rtcd::ws::codec::ServerMessage;
 
 const T: Duration = Duration::from_secs(5);
@@ -115,16 +118,41 @@ async fn drain_timeout_closes_remaining_sessions() {
     let plugin = daemon.client_as("mm", KEY);
     plugin.register("mm", KEY).await.unwrap();
     let mut ws = plugin.connect().await.unwrap();
-    // Keep a session alive past the stub media plane's 10 s offer timeout by sending an offer.
+    // A real participant keeps its media session alive through the drain.
     ws.join(&join("call", "u1", "s1")).await.unwrap();
+    let (mut peer, offer) = RtcPeer::new();
     ws.rtc(&rtcd::ws::codec::RtcMessage {
         session_id: "s1".into(),
         msg_type: 2,
-        data: Some(br#"{"type":"offer","sdp":"v=0\r\n"}"#.to_vec()),
+        data: Some(offer.into_bytes()),
         ..Default::default()
     })
     .await
     .unwrap();
+    let mut answered = false;
+    let mut candidates = Vec::new();
+    while !answered || candidates.is_empty() {
+        match ws.recv_timeout(T).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
+                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
+                answered = true;
+            }
+            ServerMessage::Rtc(msg) => {
+                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for candidate in &candidates {
+        peer.add_candidate(candidate);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peer_stop = stop.clone();
+    let peer_task = tokio::task::spawn_blocking(move || {
+        peer.run_until(Duration::from_secs(90), |_| {
+            peer_stop.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    });
     assert!(daemon.wait_log("session joined", T));
     let started = std::time::Instant::now();
     daemon.signal("TERM");
@@ -141,4 +169,6 @@ async fn drain_timeout_closes_remaining_sessions() {
         .wait_exit(Duration::from_secs(15))
         .expect("exits after the drain timeout");
     assert!(status.success(), "{status:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer_task.await.unwrap();
 }

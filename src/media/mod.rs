@@ -5,8 +5,6 @@
 //! ([`MediaEvent`]: outbound ICE/SDP, voice activity, session closed). The control plane never
 //! sees media types; the media plane never sees WebSocket, HTTP or store types.
 
-pub mod stub;
-
 use std::sync::Arc;
 
 use tokio::sync::mpsc;

@@ -5,4 +5,5 @@
 //! and the workers hand back what to send.
 
 pub mod addresses;
+pub mod runtime;
 pub mod stun;

@@ -62,18 +62,27 @@ pub fn decode(data: &[u8]) -> Result<ClientDcMessage, DcError> {
         Ok(Value::Integer(n)) => n
             .as_u64()
             .ok_or_else(|| DcError::Malformed("negative type".into()))?,
-        Ok(other) => return Err(DcError::Malformed(format!("type is not an integer: {other}"))),
+        Ok(other) => {
+            return Err(DcError::Malformed(format!(
+                "type is not an integer: {other}"
+            )));
+        }
         Err(e) => return Err(DcError::Malformed(e.to_string())),
     };
     let mut payload = || {
-        rmpv::decode::read_value_with_max_depth(&mut rd, 4).map_err(|e| DcError::Malformed(format!("payload: {e}")))
+        rmpv::decode::read_value_with_max_depth(&mut rd, 4)
+            .map_err(|e| DcError::Malformed(format!("payload: {e}")))
     };
     let number = |v: Value| -> Result<f64, DcError> {
         match v {
             Value::F64(f) => Ok(f),
             Value::F32(f) => Ok(f64::from(f)),
-            Value::Integer(n) => n.as_f64().ok_or_else(|| DcError::Malformed("bad number".into())),
-            other => Err(DcError::Malformed(format!("expected a number, got {other}"))),
+            Value::Integer(n) => n
+                .as_f64()
+                .ok_or_else(|| DcError::Malformed("bad number".into())),
+            other => Err(DcError::Malformed(format!(
+                "expected a number, got {other}"
+            ))),
         }
     };
     Ok(match kind {
@@ -205,7 +214,9 @@ mod tests {
             kind: "voice",
             sender_id: id.into(),
         }]);
-        let mut expected = hex("cc 09 81 a1 30 82 a4 74 79 70 65 a5 76 6f 69 63 65 a9 73 65 6e 64 65 72 5f 69 64 ba");
+        let mut expected = hex(
+            "cc 09 81 a1 30 82 a4 74 79 70 65 a5 76 6f 69 63 65 a9 73 65 6e 64 65 72 5f 69 64 ba",
+        );
         expected.extend_from_slice(id.as_bytes());
         assert_eq!(map, expected);
     }

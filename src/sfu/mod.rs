@@ -3,3 +3,6 @@
 //! transmits go out as values. No sockets, threads, store or clock inside.
 
 pub mod dc_protocol;
+pub mod engine;
+pub mod session;
+pub mod worker;

@@ -56,6 +56,12 @@ impl Daemon {
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = rtcd_command(dir);
         cmd.arg("-config").arg(&config_path);
+        // Media on loopback and on a port of its own (tests run in parallel).
+        let port = free_port();
+        cmd.env("RTCD_RTC_ICEADDRESSUDP", "127.0.0.1")
+            .env("RTCD_RTC_ICEADDRESSTCP", "127.0.0.1")
+            .env("RTCD_RTC_ICEPORTUDP", port.to_string())
+            .env("RTCD_RTC_ICEPORTTCP", port.to_string());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -220,4 +226,29 @@ pub async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A port in the allowed media range that is currently free for both UDP and TCP on loopback.
+pub fn free_port() -> u16 {
+    for _ in 0..200 {
+        let port = 20_000 + (rand_u16() % 25_000);
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        if udp.is_ok() && tcp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port found");
+}
+
+fn rand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish() as u16
 }

@@ -1,0 +1,389 @@
+//! The media plane's threads and sockets: the [`MediaPlane`] the control plane drives.
+//!
+//! Owns: binding the UDP media port on every served local IP, one receive thread per socket
+//! that routes datagrams to the worker owning their session (STUN ufrag prefix for new flows,
+//! then the learned peer address), and one thread per worker running a [`Worker`] shard with its
+//! timers. Calls are sharded by call ID so every session of a call lives on one worker.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use super::addresses::{self, Advertised, Protocol};
+use super::stun;
+use crate::calls::SessionConfig;
+use crate::config::RtcConfig;
+use crate::media::{CloseReason, EventSender, MediaError, MediaPlane, Signal};
+use crate::sfu::session::Datagram;
+use crate::sfu::worker::Worker;
+
+/// Datagrams queued per worker before the receive thread drops.
+pub const WORKER_QUEUE_CAPACITY: usize = 8192;
+/// Largest datagram read.
+const RECEIVE_BUFFER: usize = 2048;
+/// Socket buffer size requested (the kernel caps it at net.core.[rw]mem_max).
+const SOCKET_BUFFER_BYTES: usize = 16 << 20;
+/// How often idle threads check for shutdown.
+const IDLE_WAKEUP: Duration = Duration::from_millis(200);
+/// Cap of the receive thread's learned-flow table (cleared when exceeded; live flows re-learn
+/// from their next STUN keepalive within ~2 s).
+const MAX_LEARNED_FLOWS: usize = 200_000;
+
+/// Media-plane startup failure.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{0}")]
+    Address(#[from] addresses::AddressError),
+    #[error("failed to bind UDP {addr}: {source}")]
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("failed to start media thread: {0}")]
+    Thread(std::io::Error),
+}
+
+enum Input {
+    Datagram(Datagram),
+    Create(Arc<SessionConfig>),
+    Close(String),
+    Signal(String, Signal),
+    Stop,
+}
+
+/// The running SFU.
+pub struct SfuPlane {
+    workers: Vec<Sender<Input>>,
+    /// session → worker index (control-plane rate, not per packet).
+    placement: Mutex<HashMap<String, usize>>,
+    stopping: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    advertised: Vec<Advertised>,
+}
+
+impl SfuPlane {
+    /// Plans addresses, binds the media sockets and starts the threads.
+    pub fn start(config: &RtcConfig, events: EventSender) -> Result<Arc<Self>, NetError> {
+        let interfaces = addresses::interface_ips(config.enable_ipv6)?;
+        let local_ips = addresses::local_ips(config, &interfaces)?;
+        let resolved =
+            if config.ice_host_override.is_empty() || config.ice_host_override.contains('/') {
+                None
+            } else {
+                Some(addresses::resolve_override(
+                    &config.ice_host_override,
+                    config.enable_ipv6,
+                )?)
+            };
+        let nat = addresses::nat_map(
+            &local_ips,
+            &config.ice_host_override,
+            resolved,
+            &HashMap::new(),
+        );
+        let port_override = addresses::port_override(config, &local_ips)?;
+        let udp_port = config.ice_port_udp as u16;
+        let tcp_port = config.ice_port_tcp as u16;
+        let advertised = addresses::advertised(&local_ips, &nat, udp_port, tcp_port, port_override);
+        log_advertised(&advertised, config);
+
+        let stopping = Arc::new(AtomicBool::new(false));
+        let worker_count = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(64);
+        let mut threads = Vec::new();
+
+        // One socket per served local IP; the advertised UDP address names it for the workers.
+        let mut sockets: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut bound = Vec::new();
+        for ip in &local_ips {
+            let addr = SocketAddr::new(*ip, udp_port);
+            let socket = bind_udp(addr)?;
+            let socket = Arc::new(socket);
+            for a in advertised
+                .iter()
+                .filter(|a| a.protocol == Protocol::Udp && a.local_ip == *ip)
+            {
+                sockets.insert(a.address, socket.clone());
+            }
+            bound.push((socket, advertised_udp(&advertised, *ip)));
+        }
+
+        let mut workers = Vec::new();
+        for index in 0..worker_count {
+            let (tx, rx) = crossbeam_channel::bounded(WORKER_QUEUE_CAPACITY);
+            workers.push(tx);
+            let worker = Worker::new(index as u8, advertised.clone());
+            let sockets = sockets.clone();
+            let events = events.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("rtcd-media-{index}"))
+                .spawn(move || run_worker(worker, rx, sockets, events))
+                .map_err(NetError::Thread)?;
+            threads.push(handle);
+        }
+
+        for (socket, advertised_addr) in bound {
+            let Some(advertised_addr) = advertised_addr else {
+                continue;
+            };
+            let workers = workers.clone();
+            let stopping = stopping.clone();
+            let handle = std::thread::Builder::new()
+                .name("rtcd-udp-rx".into())
+                .spawn(move || run_udp_receiver(&socket, advertised_addr, &workers, &stopping))
+                .map_err(NetError::Thread)?;
+            threads.push(handle);
+        }
+
+        Ok(Arc::new(Self {
+            workers,
+            placement: Mutex::new(HashMap::new()),
+            stopping,
+            threads: Mutex::new(threads),
+            advertised,
+        }))
+    }
+
+    /// The host candidates sessions advertise.
+    pub fn advertised(&self) -> &[Advertised] {
+        &self.advertised
+    }
+
+    fn worker_of(&self, session_id: &str) -> Option<usize> {
+        self.placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session_id)
+            .copied()
+    }
+
+    fn send(&self, worker: usize, input: Input) {
+        if let Err(TrySendError::Full(_)) = self.workers[worker].try_send(input) {
+            tracing::error!(worker, "media worker queue full: command dropped");
+        }
+    }
+}
+
+fn advertised_udp(advertised: &[Advertised], ip: IpAddr) -> Option<SocketAddr> {
+    advertised
+        .iter()
+        .find(|a| a.protocol == Protocol::Udp && a.local_ip == ip)
+        .map(|a| a.address)
+}
+
+fn log_advertised(advertised: &[Advertised], config: &RtcConfig) {
+    for a in advertised {
+        tracing::info!(protocol = ?a.protocol, local_ip = %a.local_ip, advertised = %a.address, "rtc: advertising host candidate");
+    }
+    let reachable = advertised
+        .iter()
+        .any(|a| !addresses::is_private(a.address.ip()));
+    if !reachable && config.ice_host_override.is_empty() {
+        tracing::warn!(
+            "rtc: every advertised media address is private, loopback or a container bridge address; \
+             clients on other networks cannot reach it. Set rtc.ice_host_override \
+             (RTCD_RTC_ICEHOSTOVERRIDE) to the public IP or hostname clients should use."
+        );
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
+    let err = |source| NetError::BindUdp { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    // Failures here are only warnings: Linux silently caps the size anyway.
+    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!("SO_RCVBUF on {addr}: {e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
+        tracing::warn!("SO_SNDBUF on {addr}: {e}");
+    }
+    socket.bind(&addr.into()).map_err(err)?;
+    let socket: UdpSocket = socket.into();
+    socket.set_read_timeout(Some(IDLE_WAKEUP)).map_err(err)?;
+    Ok(socket)
+}
+
+/// Receive loop of one UDP socket: route each datagram to its worker or drop it.
+fn run_udp_receiver(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    workers: &[Sender<Input>],
+    stopping: &AtomicBool,
+) {
+    let mut learned: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let mut dropped: u64 = 0;
+    while !stopping.load(Ordering::Relaxed) {
+        let (len, peer) = match socket.recv_from(&mut buf) {
+            Ok(received) => received,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("udp receive error: {e}");
+                continue;
+            }
+        };
+        let packet = &buf[..len];
+        let worker = match stun::local_ufrag(packet).and_then(worker_of_ufrag) {
+            Some(worker) if worker < workers.len() => {
+                if learned.len() >= MAX_LEARNED_FLOWS {
+                    learned.clear();
+                }
+                learned.insert(peer, worker);
+                worker
+            }
+            _ => match learned.get(&peer) {
+                Some(worker) => *worker,
+                None => {
+                    dropped += 1;
+                    if dropped.is_power_of_two() {
+                        tracing::debug!(%peer, dropped, "dropping datagrams from unknown peers");
+                    }
+                    continue;
+                }
+            },
+        };
+        let datagram = Datagram {
+            local,
+            peer,
+            protocol: Protocol::Udp,
+            data: BytesMut::from(packet),
+        };
+        if let Err(TrySendError::Full(_)) = workers[worker].try_send(Input::Datagram(datagram)) {
+            dropped += 1;
+        }
+    }
+}
+
+/// The worker index encoded in the first two (hex) characters of our ufrags.
+fn worker_of_ufrag(ufrag: &str) -> Option<usize> {
+    usize::from_str_radix(ufrag.get(..2)?, 16).ok()
+}
+
+/// Loop of one worker thread.
+fn run_worker(
+    mut worker: Worker,
+    inputs: Receiver<Input>,
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    events: EventSender,
+) {
+    loop {
+        let now = Instant::now();
+        let deadline = worker
+            .next_timeout()
+            .map_or(now + IDLE_WAKEUP, |t| t.min(now + IDLE_WAKEUP));
+        let first = match inputs.recv_deadline(deadline) {
+            Ok(input) => Some(input),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // Bounded work per turn so timers are never starved.
+        for input in first.into_iter().chain(inputs.try_iter().take(256)) {
+            let now = Instant::now();
+            match input {
+                Input::Datagram(datagram) => worker.datagram(now, datagram),
+                Input::Create(config) => {
+                    if let Err(err) = worker.create(now, config.clone()) {
+                        tracing::warn!(session_id = %config.session_id, "media session not created: {err}");
+                    }
+                }
+                Input::Close(session_id) => worker.close(&session_id, CloseReason::Leave),
+                Input::Signal(session_id, signal) => worker.signal(now, &session_id, signal),
+                Input::Stop => return,
+            }
+        }
+        worker.handle_timeout(Instant::now());
+        for transmit in worker.out.transmits.drain(..) {
+            match (transmit.protocol, sockets.get(&transmit.local)) {
+                (Protocol::Udp, Some(socket)) => {
+                    if let Err(e) = socket.send_to(&transmit.data, transmit.peer) {
+                        tracing::debug!(peer = %transmit.peer, "udp send failed: {e}");
+                    }
+                }
+                _ => tracing::debug!(local = %transmit.local, "no socket for transmit"),
+            }
+        }
+        for event in worker.out.events.drain(..) {
+            if events.try_send(event).is_err() {
+                tracing::error!("media event queue full: event dropped");
+            }
+        }
+    }
+}
+
+impl MediaPlane for SfuPlane {
+    fn create_session(&self, config: Arc<SessionConfig>) -> Result<(), MediaError> {
+        let worker = shard(&config.call_id, self.workers.len());
+        {
+            let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
+            if placement.contains_key(&config.session_id) {
+                return Err(MediaError::SessionExists);
+            }
+            placement.insert(config.session_id.clone(), worker);
+        }
+        self.send(worker, Input::Create(config));
+        Ok(())
+    }
+
+    fn close_session(&self, session_id: &str) {
+        let worker = self
+            .placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session_id);
+        if let Some(worker) = worker {
+            self.send(worker, Input::Close(session_id.to_owned()));
+        }
+    }
+
+    fn signal(&self, session_id: &str, signal: Signal) {
+        if let Some(worker) = self.worker_of(session_id) {
+            self.send(worker, Input::Signal(session_id.to_owned(), signal));
+        }
+    }
+
+    fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        for worker in &self.workers {
+            let _ = worker.send_timeout(Input::Stop, Duration::from_secs(1));
+        }
+        for handle in self
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The worker of a call (stable for the call's lifetime).
+pub fn shard(call_id: &str, workers: usize) -> usize {
+    // FNV-1a: stable across runs and platforms.
+    let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % workers.max(1) as u64) as usize
+}

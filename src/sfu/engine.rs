@@ -1,0 +1,126 @@
+//! Per-session configuration of the WebRTC core: codecs, header extensions, interceptors and
+//! ICE/DTLS settings (spec media-plane §1.1, §3.3, §3.5, §3.6).
+//!
+//! Owns: what a session's peer connection negotiates. Everything library-specific about
+//! building a peer connection lives here so the session logic stays library-neutral in shape.
+
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_AV1, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+
+/// RFC 6464 audio level.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+/// Transport-wide congestion control sequence numbers.
+pub const TWCC_URI: &str =
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+
+/// Opus / VP8 / AV1 payload types upstream registers.
+pub const OPUS_PT: u8 = 111;
+pub const VP8_PT: u8 = 96;
+pub const AV1_PT: u8 = 45;
+
+fn video_feedback() -> Vec<RTCPFeedback> {
+    [
+        ("goog-remb", ""),
+        ("ccm", "fir"),
+        ("nack", ""),
+        ("nack", "pli"),
+        ("transport-cc", ""),
+    ]
+    .into_iter()
+    .map(|(typ, parameter)| RTCPFeedback {
+        typ: typ.to_owned(),
+        parameter: parameter.to_owned(),
+    })
+    .collect()
+}
+
+/// The codecs and extensions of spec media-plane §3.3/§3.5.
+pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
+    let mut engine = MediaEngine::default();
+    engine.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: MIME_TYPE_OPUS.to_owned(),
+                clock_rate: 48_000,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
+                rtcp_feedback: vec![RTCPFeedback {
+                    typ: "transport-cc".to_owned(),
+                    parameter: String::new(),
+                }],
+            },
+            payload_type: OPUS_PT,
+        },
+        RtpCodecKind::Audio,
+    )?;
+    for (mime, pt) in [(MIME_TYPE_VP8, VP8_PT), (MIME_TYPE_AV1, AV1_PT)] {
+        engine.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: mime.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: String::new(),
+                    rtcp_feedback: video_feedback(),
+                },
+                payload_type: pt,
+            },
+            RtpCodecKind::Video,
+        )?;
+    }
+    for (uri, kind) in [
+        (AUDIO_LEVEL_URI, RtpCodecKind::Audio),
+        (TWCC_URI, RtpCodecKind::Audio),
+        (TWCC_URI, RtpCodecKind::Video),
+    ] {
+        engine.register_header_extension(
+            RTCRtpHeaderExtensionCapability {
+                uri: uri.to_owned(),
+            },
+            kind,
+            None,
+        )?;
+    }
+    Ok(engine)
+}
+
+/// Builds a session's peer connection with our ICE credentials. Gathering is ours: the
+/// caller adds the advertised host candidates.
+pub fn peer_connection(
+    ufrag: &str,
+    pwd: &str,
+    now: Instant,
+) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
+    let mut engine = media_engine()?;
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?;
+    let settings = SettingEngineBuilder::new()
+        .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
+        // As answerer we are the DTLS client (a=setup:active), as upstream (pion default).
+        .with_answering_dtls_role(RTCDtlsRole::Client)
+        .with_include_loopback_candidate(true)
+        // pion's defaults: disconnected after 5 s, failed 25 s later, keepalive every 2 s.
+        .with_ice_timeouts(
+            Some(Duration::from_secs(5)),
+            Some(Duration::from_secs(25)),
+            Some(Duration::from_secs(2)),
+        )
+        .build();
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+}

@@ -1,0 +1,104 @@
+//! A participant's media session over the real UDP media port: the SFU answers the first
+//! offer (WebSocket), trickles its candidates, ICE/DTLS/SCTP connect, and the data-channel
+//! protocol answers ping and lock requests.
+
+mod common;
+#[path = "common/rtc_peer.rs"]
+mod rtc_peer;
+
+use std::time::Duration;
+
+use common::{Daemon, KEY, base_config, join};
+use rtc_peer::RtcPeer;
+use rtcd::ws::codec::{RtcMessage, ServerMessage};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offer_answer_ice_dtls_and_data_channel() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    ws.join(&join("call", "user", "sess")).await.unwrap();
+
+    let (mut peer, offer) = RtcPeer::new();
+    ws.rtc(&RtcMessage {
+        session_id: "sess".into(),
+        msg_type: 2,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Collect the answer and the trickled candidates.
+    let mut answer = None;
+    let mut candidates = Vec::new();
+    while answer.is_none() || candidates.is_empty() {
+        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
+                answer = Some(String::from_utf8(msg.data.unwrap()).unwrap());
+            }
+            ServerMessage::Rtc(msg) if msg.msg_type == 1 => {
+                assert_eq!(
+                    (
+                        msg.group_id.as_str(),
+                        msg.call_id.as_str(),
+                        msg.user_id.as_str()
+                    ),
+                    ("mm", "call", "user")
+                );
+                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let answer = answer.unwrap();
+    assert!(answer.contains("a=setup:active"), "{answer}");
+    peer.apply_answer(&answer);
+    for candidate in &candidates {
+        peer.add_candidate(candidate);
+    }
+    assert!(
+        candidates
+            .iter()
+            .any(|c| c.contains(" udp ") || c.contains(" UDP ")),
+        "{candidates:?}"
+    );
+
+    let peer = tokio::task::spawn_blocking(move || {
+        let open = peer.run_until(Duration::from_secs(10), |p| p.dc_open);
+        assert!(open, "data channel did not open (state {:?})", peer.state);
+        peer.send_dc(&[0x01]); // ping (browser encoding)
+        peer.send_dc(&[0x07]); // lock
+        peer.send_dc(&[0x07]); // lock again: refused
+        peer.send_dc(&[0x08]); // unlock
+        peer.send_dc(b"ping"); // legacy text ping
+        let replied = peer.run_until(Duration::from_secs(5), |p| p.dc_messages.len() >= 4);
+        assert!(replied, "replies: {:?}", peer.dc_messages);
+        peer
+    })
+    .await
+    .unwrap();
+    assert!(peer.connected);
+    assert_eq!(peer.dc_messages[0], [0xcc, 0x02]);
+    assert_eq!(peer.dc_messages[1], [0xcc, 0x07, 0xc3]);
+    assert_eq!(peer.dc_messages[2], [0xcc, 0x07, 0xc2]);
+    assert_eq!(peer.dc_messages[3], b"pong");
+    assert!(
+        daemon.wait_log("media connected", Duration::from_secs(2)),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Leaving closes the media session too.
+    ws.leave("sess").await.unwrap();
+    assert_eq!(
+        ws.recv_timeout(Duration::from_secs(5)).await.unwrap(),
+        ServerMessage::Close {
+            session_id: "sess".into()
+        }
+    );
+}
