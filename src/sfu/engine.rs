@@ -46,6 +46,32 @@ fn video_feedback() -> Vec<RTCPFeedback> {
     .collect()
 }
 
+/// The codec we register for a MIME type (used for forwarded tracks).
+pub fn codec_for(mime: &str) -> Option<RTCRtpCodec> {
+    let (clock_rate, channels, fmtp, feedback) = if mime.eq_ignore_ascii_case(MIME_TYPE_OPUS) {
+        (
+            48_000,
+            2,
+            "minptime=10;useinbandfec=1",
+            vec![RTCPFeedback {
+                typ: "transport-cc".into(),
+                parameter: String::new(),
+            }],
+        )
+    } else if mime.eq_ignore_ascii_case(MIME_TYPE_VP8) || mime.eq_ignore_ascii_case(MIME_TYPE_AV1) {
+        (90_000, 0, "", video_feedback())
+    } else {
+        return None;
+    };
+    Some(RTCRtpCodec {
+        mime_type: mime.to_owned(),
+        clock_rate,
+        channels,
+        sdp_fmtp_line: fmtp.to_owned(),
+        rtcp_feedback: feedback,
+    })
+}
+
 /// The codecs and extensions of spec media-plane §3.3/§3.5.
 pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     let mut engine = MediaEngine::default();
@@ -109,7 +135,8 @@ pub fn peer_connection(
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         // As answerer we are the DTLS client (a=setup:active), as upstream (pion default).
         .with_answering_dtls_role(RTCDtlsRole::Client)
-        .with_include_loopback_candidate(true)
+        // Never emit or resolve mDNS names (rtcd disables mDNS).
+        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
         // pion's defaults: disconnected after 5 s, failed 25 s later, keepalive every 2 s.
         .with_ice_timeouts(
             Some(Duration::from_secs(5)),

@@ -5,4 +5,5 @@
 pub mod dc_protocol;
 pub mod engine;
 pub mod session;
+pub mod tracks;
 pub mod worker;

@@ -5,6 +5,7 @@
 //! signaling lock, zlib SDP), connection-state tracking and the initial-offer deadline.
 //! Sans-IO: inputs carry `now`; outputs are pushed into [`Outputs`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +23,16 @@ use rtc::peer_connection::transport::{
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
-use super::dc_protocol::{self, ClientDcMessage};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::event::RTCTrackEvent;
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+
+use super::dc_protocol::{self, ClientDcMessage, MediaMapEntry};
 use super::engine;
+use super::tracks::{self, PublishedTrack, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind};
 use crate::net::addresses::{Advertised, Protocol};
@@ -57,6 +66,22 @@ pub struct Transmit {
 pub struct Outputs {
     pub transmits: Vec<Transmit>,
     pub events: Vec<MediaEvent>,
+    /// Tracks a session started publishing (the worker offers them to the call).
+    pub published: Vec<PublishedTrack>,
+    /// Sessions whose data channel just opened (ready for server offers).
+    pub ready: Vec<String>,
+    /// Media to fan out: (publisher session, source track ID, packet).
+    pub rtp: Vec<(String, String, rtc::rtp::packet::Packet)>,
+}
+
+/// An outgoing (forwarded) track on this session's connection.
+#[derive(Debug)]
+struct Leg {
+    track: PublishedTrack,
+    sender: RTCRtpSenderId,
+    ssrc: u32,
+    /// Payload type negotiated for the codec on this leg (resolved after negotiation).
+    payload_type: Option<u8>,
 }
 
 /// Signaling path of an offer/answer.
@@ -108,7 +133,20 @@ pub struct Session {
     locked: bool,
     connected_at: Option<Instant>,
     closed: Option<CloseReason>,
+    /// Tracks this participant publishes, by source track ID.
+    published: Vec<PublishedTrack>,
+    /// Forwarded tracks, keyed by (publisher, source track ID).
+    legs: HashMap<(String, String), Leg>,
+    /// A server offer is wanted once the lock and state allow.
+    renegotiation_pending: bool,
+    offer_sent_at: Option<Instant>,
+    muted: bool,
+    screen_stream: Option<String>,
+    video_stream: Option<String>,
 }
+
+/// How long the SFU waits for the answer to its offer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Session {
     /// Creates the session and its peer connection; it waits for the client's first offer.
@@ -135,7 +173,222 @@ impl Session {
             locked: false,
             connected_at: None,
             closed: None,
+            published: Vec::new(),
+            legs: HashMap::new(),
+            renegotiation_pending: false,
+            offer_sent_at: None,
+            muted: false,
+            screen_stream: None,
+            video_stream: None,
         })
+    }
+
+    /// True once the data channel is open: server offers may be sent.
+    pub fn is_ready(&self) -> bool {
+        self.dc.is_some() && self.closed.is_none()
+    }
+
+    /// Tracks this session publishes.
+    pub fn published(&self) -> &[PublishedTrack] {
+        &self.published
+    }
+
+    /// Mute/unmute/screen/video signals from the plugin.
+    pub fn handle_media_signal(&mut self, signal: &crate::media::Signal, out: &mut Outputs) {
+        use crate::media::Signal;
+        match signal {
+            Signal::Mute => {
+                self.muted = true;
+                out.events.push(MediaEvent::VoiceActivity {
+                    session_id: self.config.session_id.clone(),
+                    on: false,
+                });
+            }
+            Signal::Unmute => self.muted = false,
+            Signal::ScreenOn { stream_id } => self.screen_stream = Some(stream_id.clone()),
+            Signal::ScreenOff => self.screen_stream = None,
+            Signal::VideoOn { stream_id } => self.video_stream = Some(stream_id.clone()),
+            Signal::VideoOff | Signal::Ice(_) | Signal::Sdp(_) => {}
+        }
+    }
+
+    /// Starts forwarding `track` to this participant (renegotiates).
+    pub fn add_forwarded(&mut self, now: Instant, track: &PublishedTrack, out: &mut Outputs) {
+        let key = (track.publisher.clone(), track.source_id.clone());
+        if self.legs.contains_key(&key) || self.closed.is_some() {
+            return;
+        }
+        let is_audio = track.mime.starts_with("audio/");
+        let codec = engine::codec_for(&track.mime);
+        let ssrc: u32 = rand::random();
+        let out_track = MediaStreamTrack::new(
+            track.publisher.clone(),
+            track.out_id.clone(),
+            track.out_id.clone(),
+            if is_audio {
+                RtpCodecKind::Audio
+            } else {
+                RtpCodecKind::Video
+            },
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec.unwrap_or_else(|| RTCRtpCodec {
+                    mime_type: track.mime.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        );
+        match self.pc.add_track(out_track) {
+            Ok(sender) => {
+                self.legs.insert(
+                    key,
+                    Leg {
+                        track: track.clone(),
+                        sender,
+                        ssrc,
+                        payload_type: None,
+                    },
+                );
+                self.negotiate(now, out);
+            }
+            Err(err) => {
+                tracing::warn!(session_id = %self.config.session_id, out_track = %track.out_id, "cannot add forwarded track: {err}")
+            }
+        }
+    }
+
+    /// Stops forwarding every track published by `publisher` (renegotiates for video).
+    pub fn remove_publisher(&mut self, now: Instant, publisher: &str, out: &mut Outputs) {
+        let keys: Vec<_> = self
+            .legs
+            .keys()
+            .filter(|(p, _)| p == publisher)
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for key in keys {
+            if let Some(leg) = self.legs.remove(&key) {
+                let _ = self.pc.remove_track(leg.sender);
+                changed = true;
+            }
+        }
+        if changed {
+            self.negotiate(now, out);
+        }
+    }
+
+    /// Sends a server offer now if allowed, or marks one as pending.
+    fn negotiate(&mut self, now: Instant, out: &mut Outputs) {
+        let Some(dc) = self.dc else {
+            self.renegotiation_pending = true;
+            return;
+        };
+        if self.making_offer
+            || self.locked
+            || self.signaling != RTCSignalingState::Stable
+            || self.closed.is_some()
+        {
+            self.renegotiation_pending = true;
+            return;
+        }
+        self.renegotiation_pending = false;
+        let offer = match self
+            .pc
+            .create_offer(None)
+            .and_then(|offer| self.pc.set_local_description(now, offer))
+        {
+            Ok(()) => self.pc.local_description(),
+            Err(err) => {
+                tracing::warn!(session_id = %self.config.session_id, "server offer failed: {err}");
+                return;
+            }
+        };
+        let Some(offer) = offer else { return };
+        let Ok(json) = serde_json::to_string(&offer) else {
+            return;
+        };
+        self.locked = true;
+        self.making_offer = true;
+        self.offer_sent_at = Some(now);
+        // The MediaMap strictly before the offer it describes.
+        let entries = self.media_map();
+        self.send_dc(now, dc, &dc_protocol::encode_media_map(&entries));
+        let path = if self.config.props.dc_signaling() {
+            Path::DataChannel
+        } else {
+            Path::WebSocket
+        };
+        self.send_sdp(now, &json, path, out);
+    }
+
+    fn media_map(&mut self) -> Vec<MediaMapEntry> {
+        let mut entries = Vec::new();
+        for leg in self.legs.values() {
+            let transceiver = rtc::rtp_transceiver::RTCRtpTransceiverId::from(leg.sender);
+            let mid = self
+                .pc
+                .rtp_transceiver(transceiver)
+                .and_then(|t| t.mid().clone());
+            if let Some(mid) = mid {
+                entries.push(MediaMapEntry {
+                    mid,
+                    kind: leg.track.kind.as_str(),
+                    sender_id: leg.track.publisher.clone(),
+                });
+            }
+        }
+        entries
+    }
+
+    /// Forwards one packet of a published track to this participant.
+    pub fn forward(
+        &mut self,
+        now: Instant,
+        publisher: &str,
+        source_id: &str,
+        mut packet: rtc::rtp::packet::Packet,
+        out: &mut Outputs,
+    ) {
+        if self.closed.is_some() {
+            return;
+        }
+        let Some(leg) = self
+            .legs
+            .get_mut(&(publisher.to_owned(), source_id.to_owned()))
+        else {
+            return;
+        };
+        if leg.payload_type.is_none() {
+            let mime = leg.track.mime.clone();
+            leg.payload_type = self.pc.rtp_sender(leg.sender).and_then(|mut sender| {
+                sender
+                    .get_parameters()
+                    .rtp_parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+                    .map(|c| c.payload_type)
+            });
+        }
+        let Some(payload_type) = leg.payload_type else {
+            return; // not negotiated yet
+        };
+        packet.header.ssrc = leg.ssrc;
+        packet.header.payload_type = payload_type;
+        // Extension IDs are per leg; the inbound ones are not valid here.
+        packet.header.extension = false;
+        packet.header.extensions.clear();
+        let sender = leg.sender;
+        if let Some(mut sender) = self.pc.rtp_sender(sender)
+            && let Err(err) = sender.write_rtp(now, packet)
+        {
+            tracing::trace!(session_id = %self.config.session_id, "write_rtp: {err}");
+        }
+        self.drain(now, out);
     }
 
     pub fn session_id(&self) -> &str {
@@ -173,10 +426,14 @@ impl Session {
             return None;
         }
         let offer_deadline = (!self.answered).then(|| self.created_at + INITIAL_OFFER_TIMEOUT);
-        match (self.pc.poll_timeout(), offer_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let answer_deadline = self
+            .offer_sent_at
+            .filter(|_| self.making_offer)
+            .map(|t| t + ANSWER_TIMEOUT);
+        [self.pc.poll_timeout(), offer_deadline, answer_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs timers due at `now`.
@@ -187,6 +444,16 @@ impl Session {
         if !self.answered && now >= self.created_at + INITIAL_OFFER_TIMEOUT {
             self.close_with(CloseReason::NoOffer, out);
             return;
+        }
+        if self.making_offer
+            && self
+                .offer_sent_at
+                .is_some_and(|t| now >= t + ANSWER_TIMEOUT)
+        {
+            tracing::warn!(session_id = %self.config.session_id, "no answer to the server offer within {ANSWER_TIMEOUT:?}");
+            self.making_offer = false;
+            self.locked = false;
+            self.offer_sent_at = None;
         }
         if self.pc.poll_timeout().is_some_and(|t| t <= now)
             && let Err(err) = self.pc.handle_timeout(now)
@@ -256,9 +523,11 @@ impl Session {
                 let offer = RTCSessionDescription::offer(description.sdp)?;
                 self.pc.set_remote_description(now, offer)?;
                 let first = !self.answered;
-                if first {
-                    self.add_local_candidates(out)?;
-                }
+                let trickle = if first {
+                    self.add_local_candidates()?
+                } else {
+                    Vec::new()
+                };
                 let answer = self.pc.create_answer(None)?;
                 self.pc.set_local_description(now, answer)?;
                 let local = self
@@ -268,6 +537,14 @@ impl Session {
                 let json =
                     serde_json::to_string(&local).map_err(|e| SessionError::Sdp(e.to_string()))?;
                 self.send_sdp(now, &json, path, out);
+                // Candidates after the answer: clients add them once a remote description exists.
+                for candidate in trickle {
+                    out.events.push(MediaEvent::Outbound {
+                        session_id: self.config.session_id.clone(),
+                        kind: OutboundKind::Ice,
+                        data: candidate,
+                    });
+                }
                 if first {
                     self.answered = true;
                     for candidate in std::mem::take(&mut self.queued_candidates) {
@@ -285,6 +562,14 @@ impl Session {
                 self.pc.set_remote_description(now, answer)?;
                 self.making_offer = false;
                 self.locked = false;
+                self.offer_sent_at = None;
+                // Payload types may have changed with this negotiation.
+                for leg in self.legs.values_mut() {
+                    leg.payload_type = None;
+                }
+                if self.renegotiation_pending {
+                    self.negotiate(now, out);
+                }
                 Ok(())
             }
             other => Err(SessionError::Sdp(format!("unexpected sdp type {other:?}"))),
@@ -302,8 +587,9 @@ impl Session {
         }
     }
 
-    /// Adds our host candidates and trickles them to the client.
-    fn add_local_candidates(&mut self, out: &mut Outputs) -> Result<(), SessionError> {
+    /// Adds our host candidates; returns them as trickle messages for the client.
+    fn add_local_candidates(&mut self) -> Result<Vec<String>, SessionError> {
+        let mut trickle = Vec::new();
         for advertised in self.candidates.clone() {
             let config = CandidateHostConfig {
                 base_config: CandidateConfig {
@@ -314,6 +600,11 @@ impl Session {
                     address: advertised.address.ip().to_string(),
                     port: advertised.address.port(),
                     component: 1,
+                    // pion's host priorities (UDP above TCP, spec media-plane §1.5).
+                    priority: match advertised.protocol {
+                        Protocol::Udp => 2_130_706_431,
+                        Protocol::Tcp => 1_671_430_143,
+                    },
                     ..Default::default()
                 },
                 tcp_type: match advertised.protocol {
@@ -328,18 +619,14 @@ impl Session {
                 "type": "candidate",
                 "candidate": {
                     "candidate": init.candidate,
-                    "sdpMid": init.sdp_mid.unwrap_or_else(|| "0".into()),
+                    "sdpMid": init.sdp_mid.filter(|m| !m.is_empty()).unwrap_or_else(|| "0".into()),
                     "sdpMLineIndex": init.sdp_mline_index.unwrap_or(0),
                     "usernameFragment": null,
                 },
             });
-            out.events.push(MediaEvent::Outbound {
-                session_id: self.config.session_id.clone(),
-                kind: OutboundKind::Ice,
-                data: wrapped.to_string(),
-            });
+            trickle.push(wrapped.to_string());
         }
-        Ok(())
+        Ok(trickle)
     }
 
     /// A trickled client candidate (`RTCIceCandidateInit` JSON).
@@ -408,6 +695,9 @@ impl Session {
                     tracing::debug!(session_id = %self.config.session_id, "unlock of a free lock ignored");
                 }
                 self.locked = false;
+                if self.renegotiation_pending {
+                    self.negotiate(now, out);
+                }
             }
             ClientDcMessage::Sdp(json) => {
                 if let Err(err) = self.apply_sdp(now, &json, Path::DataChannel, out) {
@@ -445,14 +735,75 @@ impl Session {
             }
             while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
                 progressed = true;
-                if let RTCMessage::DataChannelMessage(dc, message) = message {
-                    self.handle_dc_message(now, dc, &message.data, out);
+                match message {
+                    RTCMessage::DataChannelMessage(dc, message) => {
+                        self.handle_dc_message(now, dc, &message.data, out)
+                    }
+                    RTCMessage::RtpPacket(track_id, packet) => {
+                        let Some(track) = self.published.iter().find(|t| t.source_id == track_id)
+                        else {
+                            continue;
+                        };
+                        if track.kind == TrackKind::Voice && self.muted {
+                            continue;
+                        }
+                        out.rtp
+                            .push((self.config.session_id.clone(), track_id, packet));
+                    }
+                    _ => {}
                 }
             }
             if !progressed || self.closed.is_some() {
                 break;
             }
         }
+    }
+
+    /// A new incoming track: classify it and publish it (once per track; `OnOpen` repeats
+    /// per simulcast layer and after renegotiations).
+    fn track_opened(
+        &mut self,
+        init: rtc::peer_connection::event::RTCTrackEventInit,
+        out: &mut Outputs,
+    ) {
+        if self.published.iter().any(|t| t.source_id == init.track_id) {
+            return;
+        }
+        let Some(receiver) = self.pc.rtp_receiver(init.receiver_id) else {
+            return;
+        };
+        let track = receiver.track();
+        let is_audio = track.kind() == RtpCodecKind::Audio;
+        let mime = track
+            .codec(init.ssrc)
+            .map(|c| c.mime_type.clone())
+            .unwrap_or_default();
+        let stream_id = init.stream_ids.first().cloned().unwrap_or_default();
+        let session_id = self.config.session_id.clone();
+        let Some(kind) = tracks::classify(
+            is_audio,
+            &stream_id,
+            self.screen_stream.as_deref(),
+            self.video_stream.as_deref(),
+        ) else {
+            tracing::warn!(
+                session_id,
+                stream_id,
+                mime,
+                "received unexpected video track"
+            );
+            return;
+        };
+        let published = PublishedTrack {
+            publisher: session_id.clone(),
+            source_id: init.track_id.clone(),
+            kind,
+            mime: mime.clone(),
+            out_id: tracks::out_track_id(kind, &session_id),
+        };
+        tracing::info!(session_id, kind = kind.as_str(), mime, "track published");
+        self.published.push(published.clone());
+        out.published.push(published);
     }
 
     fn handle_event(&mut self, now: Instant, event: RTCPeerConnectionEvent, out: &mut Outputs) {
@@ -488,6 +839,13 @@ impl Session {
                 self.dc = Some(dc);
                 self.dc_opened_at = Some(now);
                 tracing::debug!(session_id, "data channel open");
+                out.ready.push(session_id.clone());
+                if self.renegotiation_pending {
+                    self.negotiate(now, out);
+                }
+            }
+            RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
+                self.track_opened(init, out)
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnClose(dc))
                 if self.dc == Some(dc) =>

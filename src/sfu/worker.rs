@@ -28,6 +28,10 @@ pub struct Worker {
     by_ufrag: HashMap<String, String>,
     by_flow: HashMap<FlowKey, String>,
     flows_of: HashMap<String, Vec<FlowKey>>,
+    /// call ID → its sessions (all on this worker).
+    calls: HashMap<String, Vec<String>>,
+    /// Reused list of receivers during fan-out (no allocation per packet).
+    receivers: Vec<String>,
     /// What the driver must send and report.
     pub out: Outputs,
 }
@@ -41,6 +45,8 @@ impl Worker {
             by_ufrag: HashMap::new(),
             by_flow: HashMap::new(),
             flows_of: HashMap::new(),
+            calls: HashMap::new(),
+            receivers: Vec::new(),
             out: Outputs::default(),
         }
     }
@@ -83,6 +89,10 @@ impl Worker {
         .map_err(|_| MediaError::Other("panic creating the peer connection".into()))?
         .map_err(|e| MediaError::Other(e.to_string()))?;
         self.by_ufrag.insert(ufrag, config.session_id.clone());
+        self.calls
+            .entry(config.call_id.clone())
+            .or_default()
+            .push(config.session_id.clone());
         self.sessions.insert(config.session_id.clone(), session);
         Ok(())
     }
@@ -96,11 +106,84 @@ impl Worker {
     }
 
     fn remove(&mut self, session_id: &str) {
-        if let Some(session) = self.sessions.remove(session_id) {
-            self.by_ufrag.remove(&session.ufrag);
-        }
+        let Some(session) = self.sessions.remove(session_id) else {
+            return;
+        };
+        self.by_ufrag.remove(&session.ufrag);
         for flow in self.flows_of.remove(session_id).unwrap_or_default() {
             self.by_flow.remove(&flow);
+        }
+        let call_id = session.config.call_id.clone();
+        let mut others = Vec::new();
+        if let Some(members) = self.calls.get_mut(&call_id) {
+            members.retain(|m| m != session_id);
+            others = members.clone();
+            if members.is_empty() {
+                self.calls.remove(&call_id);
+            }
+        }
+        // The rest of the call stops receiving this participant's tracks.
+        let now = Instant::now();
+        for other in others {
+            self.with_session(&other, |s, out| s.remove_publisher(now, session_id, out));
+        }
+    }
+
+    /// Fills `self.receivers` with the other sessions of `session_id`'s call.
+    fn collect_receivers(&mut self, session_id: &str) {
+        self.receivers.clear();
+        let Some(call_id) = self
+            .sessions
+            .get(session_id)
+            .map(|s| s.config.call_id.clone())
+        else {
+            return;
+        };
+        if let Some(members) = self.calls.get(&call_id) {
+            self.receivers
+                .extend(members.iter().filter(|m| *m != session_id).cloned());
+        }
+    }
+
+    /// Applies what sessions reported to the rest of their calls: new tracks, sessions
+    /// ready for offers, and media to fan out.
+    fn settle(&mut self, now: Instant) {
+        loop {
+            let published = std::mem::take(&mut self.out.published);
+            let ready = std::mem::take(&mut self.out.ready);
+            let rtp = std::mem::take(&mut self.out.rtp);
+            if published.is_empty() && ready.is_empty() && rtp.is_empty() {
+                return;
+            }
+            for track in published {
+                self.collect_receivers(&track.publisher);
+                for receiver in std::mem::take(&mut self.receivers) {
+                    if self.sessions.get(&receiver).is_some_and(Session::is_ready) {
+                        self.with_session(&receiver, |s, out| s.add_forwarded(now, &track, out));
+                    }
+                }
+            }
+            for session_id in ready {
+                self.collect_receivers(&session_id);
+                let tracks: Vec<_> = std::mem::take(&mut self.receivers)
+                    .iter()
+                    .filter_map(|p| self.sessions.get(p))
+                    .flat_map(|p| p.published().to_vec())
+                    .collect();
+                for track in tracks {
+                    self.with_session(&session_id, |s, out| s.add_forwarded(now, &track, out));
+                }
+            }
+            for (publisher, source_id, packet) in rtp {
+                self.collect_receivers(&publisher);
+                let receivers = std::mem::take(&mut self.receivers);
+                for receiver in &receivers {
+                    self.with_session(receiver, |s, out| {
+                        s.forward(now, &publisher, &source_id, packet.clone(), out)
+                    });
+                }
+                self.receivers = receivers;
+            }
         }
     }
 
@@ -135,12 +218,9 @@ impl Worker {
         self.with_session(session_id, |session, out| match signal {
             Signal::Sdp(json) => session.handle_sdp(now, &json, Path::WebSocket, out),
             Signal::Ice(json) => session.handle_candidate(&json),
-            other => tracing::debug!(
-                session_id = session.session_id(),
-                ?other,
-                "signal not handled yet"
-            ),
+            other => session.handle_media_signal(&other, out),
         });
+        self.settle(now);
     }
 
     /// A datagram from the network.
@@ -163,6 +243,7 @@ impl Worker {
         self.with_session(&session_id, |session, out| {
             session.handle_datagram(now, datagram, out)
         });
+        self.settle(now);
     }
 
     /// The earliest timer of any session.
@@ -187,5 +268,6 @@ impl Worker {
         for id in due {
             self.with_session(&id, |session, out| session.handle_timeout(now, out));
         }
+        self.settle(now);
     }
 }

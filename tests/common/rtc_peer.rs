@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rtc::data_channel::RTCDataChannelId;
 use rtc::interceptor::Registry;
+use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
@@ -19,6 +20,10 @@ use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
@@ -31,11 +36,26 @@ pub struct RtcPeer {
     pub connected: bool,
     pub state: Option<RTCPeerConnectionState>,
     pub dc_messages: Vec<Vec<u8>>,
+    /// Our audio sender, when created with audio.
+    audio: Option<(RTCRtpSenderId, u32)>,
+    seq: u16,
+    /// RTP packets received, by track ID.
+    pub received: std::collections::HashMap<String, usize>,
+    /// MediaMaps received (raw), and server offers answered over the data channel.
+    pub media_maps: Vec<Vec<u8>>,
+    pub server_offers: usize,
+    /// Order of arrival: 'm' for MediaMap, 'o' for offer.
+    pub order: String,
 }
 
 impl RtcPeer {
     /// A peer with a `calls-dc` channel; returns it and its offer JSON.
     pub fn new() -> (Self, String) {
+        Self::with_audio(false)
+    }
+
+    /// Like [`RtcPeer::new`], optionally also sending an Opus track (stream ID "mic").
+    pub fn with_audio(audio: bool) -> (Self, String) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(5)))
@@ -51,6 +71,30 @@ impl RtcPeer {
             .build(Instant::now())
             .unwrap();
         let dc = pc.create_data_channel("calls-dc", None).unwrap().id();
+        let audio = audio.then(|| {
+            let ssrc: u32 = 0x1234_5678;
+            let track = MediaStreamTrack::new(
+                "mic".into(),
+                "mic-track".into(),
+                "mic".into(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(ssrc),
+                        ..Default::default()
+                    },
+                    codec: RTCRtpCodec {
+                        mime_type: "audio/opus".into(),
+                        clock_rate: 48_000,
+                        channels: 2,
+                        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                        rtcp_feedback: vec![],
+                    },
+                    ..Default::default()
+                }],
+            );
+            (pc.add_track(track).unwrap(), ssrc)
+        });
         let offer = pc.create_offer(None).unwrap();
         pc.set_local_description(Instant::now(), offer).unwrap();
         let candidate = CandidateHostConfig {
@@ -78,6 +122,12 @@ impl RtcPeer {
                 connected: false,
                 state: None,
                 dc_messages: Vec::new(),
+                audio,
+                seq: 0,
+                received: Default::default(),
+                media_maps: Vec::new(),
+                server_offers: 0,
+                order: String::new(),
             },
             offer,
         )
@@ -100,6 +150,28 @@ impl RtcPeer {
         assert_eq!(value["type"], "candidate", "{json}");
         let init: RTCIceCandidateInit = serde_json::from_value(value["candidate"].clone()).unwrap();
         self.pc.add_remote_candidate(init).unwrap();
+    }
+
+    /// Sends one 20 ms Opus-sized packet on our audio track.
+    pub fn send_audio(&mut self) {
+        let Some((sender, ssrc)) = self.audio else {
+            return;
+        };
+        self.seq = self.seq.wrapping_add(1);
+        let packet = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 111,
+                sequence_number: self.seq,
+                timestamp: u32::from(self.seq) * 960,
+                ssrc,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from(vec![0xfc; 80]),
+        };
+        if let Some(mut sender) = self.pc.rtp_sender(sender) {
+            let _ = sender.write_rtp(Instant::now(), packet);
+        }
     }
 
     pub fn send_dc(&mut self, bytes: &[u8]) {
@@ -141,6 +213,41 @@ impl RtcPeer {
         done(self)
     }
 
+    /// Handles SFU → client data-channel traffic: MediaMap and server offers (answered over
+    /// the data channel, as the Calls client does with dcSignaling).
+    fn on_dc(&mut self, data: Vec<u8>) {
+        match data.get(..2) {
+            Some([0xcc, 0x09]) => {
+                self.order.push('m');
+                self.media_maps.push(data);
+            }
+            Some([0xcc, 0x03]) => {
+                self.order.push('o');
+                let mut rd = &data[2..];
+                let rmpv::Value::Binary(compressed) = rmpv::decode::read_value(&mut rd).unwrap()
+                else {
+                    panic!("SDP payload is not bin")
+                };
+                let json = rtcd::sfu::dc_protocol::inflate(&compressed).unwrap();
+                let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+                assert_eq!(value["type"], "offer");
+                let offer = RTCSessionDescription::offer(value["sdp"].as_str().unwrap().to_owned())
+                    .unwrap();
+                self.pc
+                    .set_remote_description(Instant::now(), offer)
+                    .unwrap();
+                let answer = self.pc.create_answer(None).unwrap();
+                self.pc
+                    .set_local_description(Instant::now(), answer)
+                    .unwrap();
+                let answer = serde_json::to_string(&self.pc.local_description().unwrap()).unwrap();
+                self.send_dc(&rtcd::sfu::dc_protocol::encode_sdp(&answer));
+                self.server_offers += 1;
+            }
+            _ => self.dc_messages.push(data),
+        }
+    }
+
     fn flush(&mut self) {
         loop {
             let mut progressed = false;
@@ -163,8 +270,12 @@ impl RtcPeer {
             }
             while let Some(TaggedRTCMessage { message, .. }) = self.pc.poll_read() {
                 progressed = true;
-                if let RTCMessage::DataChannelMessage(_, msg) = message {
-                    self.dc_messages.push(msg.data.to_vec());
+                match message {
+                    RTCMessage::DataChannelMessage(_, msg) => self.on_dc(msg.data.to_vec()),
+                    RTCMessage::RtpPacket(track_id, _) => {
+                        *self.received.entry(track_id).or_default() += 1
+                    }
+                    _ => {}
                 }
             }
             if !progressed {

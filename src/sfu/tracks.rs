@@ -1,0 +1,100 @@
+//! Published tracks and their classification (spec media-plane §3.1–§3.2).
+//!
+//! Owns: the four track kinds (also the MediaMap `type` strings), the classification of an
+//! incoming track by its stream ID, and the out-track ID format
+//! `<kind>_<senderSessionID>_<8 chars>` that clients parse.
+
+/// Kind of a forwarded track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    Voice,
+    Screen,
+    ScreenAudio,
+    Video,
+}
+
+impl TrackKind {
+    /// The MediaMap / track-ID spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackKind::Voice => "voice",
+            TrackKind::Screen => "screen",
+            TrackKind::ScreenAudio => "screen-audio",
+            TrackKind::Video => "video",
+        }
+    }
+}
+
+/// Classifies an incoming track. `screen_stream`/`video_stream` are the stream IDs announced
+/// with ScreenOn/VideoOn. `None` = an unexpected video track (not forwarded).
+pub fn classify(
+    is_audio: bool,
+    stream_id: &str,
+    screen_stream: Option<&str>,
+    video_stream: Option<&str>,
+) -> Option<TrackKind> {
+    let is = |announced: Option<&str>| !stream_id.is_empty() && announced == Some(stream_id);
+    match (is_audio, is(screen_stream), is(video_stream)) {
+        (true, true, _) => Some(TrackKind::ScreenAudio),
+        (true, false, _) => Some(TrackKind::Voice),
+        (false, true, _) => Some(TrackKind::Screen),
+        (false, false, true) => Some(TrackKind::Video),
+        (false, false, false) => None,
+    }
+}
+
+/// A fresh out-track ID: `<kind>_<sender session>_<8 chars of the Mattermost ID alphabet>`.
+pub fn out_track_id(kind: TrackKind, sender_session: &str) -> String {
+    const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
+    let random: [u8; 8] = rand::random();
+    let suffix: String = random
+        .iter()
+        .map(|b| ALPHABET[(*b & 31) as usize] as char)
+        .collect();
+    format!("{}_{sender_session}_{suffix}", kind.as_str())
+}
+
+/// A track a participant publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedTrack {
+    /// Publisher's session ID.
+    pub publisher: String,
+    /// The library's ID of the incoming track on the publisher's connection.
+    pub source_id: String,
+    pub kind: TrackKind,
+    /// Codec MIME type (e.g. `audio/opus`).
+    pub mime: String,
+    /// ID of the forwarded track at receivers.
+    pub out_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_and_ids() {
+        assert_eq!(classify(true, "s", None, None), Some(TrackKind::Voice));
+        assert_eq!(
+            classify(true, "scr", Some("scr"), None),
+            Some(TrackKind::ScreenAudio)
+        );
+        assert_eq!(
+            classify(false, "scr", Some("scr"), None),
+            Some(TrackKind::Screen)
+        );
+        assert_eq!(
+            classify(false, "cam", Some("scr"), Some("cam")),
+            Some(TrackKind::Video)
+        );
+        assert_eq!(classify(false, "other", Some("scr"), Some("cam")), None);
+        assert_eq!(classify(false, "", Some(""), None), None);
+        let id = out_track_id(TrackKind::ScreenAudio, "sess1");
+        let parts: Vec<&str> = id.split('_').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(
+            (parts[0], parts[1], parts[2].len()),
+            ("screen-audio", "sess1", 8)
+        );
+    }
+}

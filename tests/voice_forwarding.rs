@@ -1,0 +1,118 @@
+//! Voice from one participant reaches another through the SFU: the publisher's track is
+//! offered to the receiver by a server renegotiation over the data channel (MediaMap first),
+//! and the packets arrive on a track named `voice_<publisher>_<8 chars>`.
+
+mod common;
+#[path = "common/rtc_peer.rs"]
+mod rtc_peer;
+
+use std::time::Duration;
+
+use common::{Daemon, KEY, base_config, join};
+use rtc_peer::RtcPeer;
+use rtcd::client::WsClient;
+use rtcd::ws::codec::{RtcMessage, ServerMessage};
+
+/// Joins `session` and connects a peer: offer over the WebSocket, answer and candidates back.
+async fn connect(ws: &mut WsClient, session: &str, audio: bool) -> RtcPeer {
+    ws.join(&join("call", &format!("user-{session}"), session))
+        .await
+        .unwrap();
+    let (mut peer, offer) = RtcPeer::with_audio(audio);
+    ws.rtc(&RtcMessage {
+        session_id: session.into(),
+        msg_type: 2,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut answered = false;
+    let mut candidates = 0;
+    // The answer, then one UDP and one TCP candidate; other sessions' messages are skipped.
+    while !answered || candidates < 2 {
+        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 2 => {
+                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
+                answered = true;
+            }
+            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 1 => {
+                peer.add_candidate(&String::from_utf8(msg.data.unwrap()).unwrap());
+                candidates += 1;
+            }
+            ServerMessage::Rtc(msg) if msg.session_id != session => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    peer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voice_reaches_the_other_participant() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+
+    let listener = connect(&mut ws, "listener", false).await;
+    let listener = tokio::task::spawn_blocking(move || {
+        let mut listener = listener;
+        assert!(
+            listener.run_until(Duration::from_secs(10), |p| p.dc_open),
+            "listener not connected"
+        );
+        listener
+    })
+    .await
+    .unwrap();
+    let speaker = connect(&mut ws, "speaker", true).await;
+
+    let speaker_thread = std::thread::spawn(move || {
+        let mut speaker = speaker;
+        assert!(
+            speaker.run_until(Duration::from_secs(10), |p| p.connected),
+            "speaker not connected"
+        );
+        // 3 s of 20 ms packets.
+        for _ in 0..150 {
+            speaker.send_audio();
+            speaker.run_until(Duration::from_millis(20), |_| false);
+        }
+        speaker
+    });
+    let listener_thread = std::thread::spawn(move || {
+        let mut listener = listener;
+        listener.run_until(Duration::from_secs(6), |p| {
+            p.received.values().any(|n| *n >= 50)
+        });
+        listener
+    });
+    let _speaker = speaker_thread.join().unwrap();
+    let listener = listener_thread.join().unwrap();
+
+    assert!(
+        listener.server_offers >= 1,
+        "no server offer reached the listener"
+    );
+    assert!(
+        listener.order.starts_with("mo"),
+        "MediaMap must precede the offer: {}",
+        listener.order
+    );
+    let map = &listener.media_maps[0];
+    let map_text = String::from_utf8_lossy(map);
+    assert!(
+        map_text.contains("voice") && map_text.contains("speaker"),
+        "{map:?}"
+    );
+    let (track, packets) = listener
+        .received
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .expect("no media received");
+    assert!(track.starts_with("voice_speaker_"), "track id {track}");
+    assert!(*packets >= 50, "only {packets} packets");
+}
