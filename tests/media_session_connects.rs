@@ -36,7 +36,7 @@ async fn offer_answer_ice_dtls_and_data_channel() {
     // Collect the answer and the trickled candidates.
     let mut answer = None;
     let mut candidates = Vec::new();
-    while answer.is_none() || candidates.is_empty() {
+    while answer.is_none() || candidates.len() < 2 {
         match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
             ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
                 answer = Some(String::from_utf8(msg.data.unwrap()).unwrap());
@@ -101,4 +101,64 @@ async fn offer_answer_ice_dtls_and_data_channel() {
             session_id: "sess".into()
         }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_tcp_when_udp_is_not_an_option() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    ws.join(&join("call", "user", "tcp-sess")).await.unwrap();
+    let (mut peer, offer) = RtcPeer::tcp_only();
+    ws.rtc(&RtcMessage {
+        session_id: "tcp-sess".into(),
+        msg_type: 2,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut answered = false;
+    let mut candidates = Vec::new();
+    while !answered || candidates.len() < 2 {
+        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
+                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
+                answered = true;
+            }
+            ServerMessage::Rtc(msg) => {
+                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    for candidate in &candidates {
+        peer.add_candidate(candidate);
+    }
+    let tcp = candidates
+        .iter()
+        .find(|c| c.contains("tcptype passive"))
+        .expect("a passive TCP candidate");
+    assert!(
+        tcp.contains(" 1671430143 "),
+        "pion's TCP host priority: {tcp}"
+    );
+    let peer = tokio::task::spawn_blocking(move || {
+        let open = peer.run_until(Duration::from_secs(10), |p| p.dc_open);
+        assert!(
+            open,
+            "data channel over ICE-TCP did not open (state {:?})",
+            peer.state
+        );
+        peer.send_dc(&[0x01]);
+        assert!(peer.run_until(Duration::from_secs(5), |p| !p.dc_messages.is_empty()));
+        peer
+    })
+    .await
+    .unwrap();
+    assert_eq!(peer.dc_messages[0], [0xcc, 0x02]);
 }

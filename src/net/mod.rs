@@ -7,3 +7,4 @@
 pub mod addresses;
 pub mod runtime;
 pub mod stun;
+pub mod tcp;

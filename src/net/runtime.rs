@@ -17,6 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::addresses::{self, Advertised, Protocol};
 use super::stun;
+use super::tcp::{self, TcpWriter};
 use crate::calls::SessionConfig;
 use crate::config::RtcConfig;
 use crate::media::{CloseReason, EventSender, MediaError, MediaPlane, Signal};
@@ -45,12 +46,28 @@ pub enum NetError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("failed to listen on TCP {addr}: {source}")]
+    BindTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("failed to start media thread: {0}")]
     Thread(std::io::Error),
 }
 
-enum Input {
+/// What a worker thread receives.
+pub enum Input {
     Datagram(Datagram),
+    /// An ICE-TCP connection routed to this worker, with its write queue.
+    TcpOpened {
+        local: SocketAddr,
+        peer: SocketAddr,
+        writer: TcpWriter,
+    },
+    TcpClosed {
+        local: SocketAddr,
+        peer: SocketAddr,
+    },
     Create(Arc<SessionConfig>),
     Close(String),
     Signal(String, Signal),
@@ -63,6 +80,7 @@ pub struct SfuPlane {
     /// session → worker index (control-plane rate, not per packet).
     placement: Mutex<HashMap<String, usize>>,
     stopping: Arc<AtomicBool>,
+    tcp_stop: tokio_util::sync::CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
     advertised: Vec<Advertised>,
 }
@@ -142,10 +160,27 @@ impl SfuPlane {
             threads.push(handle);
         }
 
+        // ICE-TCP: one listener per served IP (must run inside the tokio runtime).
+        let tcp_stop = tokio_util::sync::CancellationToken::new();
+        for a in advertised.iter().filter(|a| a.protocol == Protocol::Tcp) {
+            let addr = SocketAddr::new(a.local_ip, tcp_port);
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|source| NetError::BindTcp { addr, source })?;
+            tokio::spawn(tcp::serve(
+                listener,
+                a.address,
+                workers.clone(),
+                tcp_stop.clone(),
+            ));
+        }
+
         Ok(Arc::new(Self {
             workers,
             placement: Mutex::new(HashMap::new()),
             stopping,
+            tcp_stop,
             threads: Mutex::new(threads),
             advertised,
         }))
@@ -288,6 +323,7 @@ fn run_worker(
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     events: EventSender,
 ) {
+    let mut tcp_writers: HashMap<(SocketAddr, SocketAddr), TcpWriter> = HashMap::new();
     loop {
         let now = Instant::now();
         let deadline = worker
@@ -303,6 +339,16 @@ fn run_worker(
             let now = Instant::now();
             match input {
                 Input::Datagram(datagram) => worker.datagram(now, datagram),
+                Input::TcpOpened {
+                    local,
+                    peer,
+                    writer,
+                } => {
+                    tcp_writers.insert((local, peer), writer);
+                }
+                Input::TcpClosed { local, peer } => {
+                    tcp_writers.remove(&(local, peer));
+                }
                 Input::Create(config) => {
                     if let Err(err) = worker.create(now, config.clone()) {
                         tracing::warn!(session_id = %config.session_id, "media session not created: {err}");
@@ -319,6 +365,12 @@ fn run_worker(
                 (Protocol::Udp, Some(socket)) => {
                     if let Err(e) = socket.send_to(&transmit.data, transmit.peer) {
                         tracing::debug!(peer = %transmit.peer, "udp send failed: {e}");
+                    }
+                }
+                (Protocol::Tcp, _) => {
+                    if let Some(writer) = tcp_writers.get(&(transmit.local, transmit.peer)) {
+                        // A full queue (slow client) drops the packet; the worker never waits.
+                        let _ = writer.try_send(transmit.data);
                     }
                 }
                 _ => tracing::debug!(local = %transmit.local, "no socket for transmit"),
@@ -365,6 +417,7 @@ impl MediaPlane for SfuPlane {
 
     fn shutdown(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        self.tcp_stop.cancel();
         for worker in &self.workers {
             let _ = worker.send_timeout(Input::Stop, Duration::from_secs(1));
         }

@@ -27,10 +27,18 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
+/// ICE-TCP (active) state of a TCP-only peer.
+struct TcpLink {
+    stream: Option<std::net::TcpStream>,
+    local: Option<SocketAddr>,
+    pending: Vec<u8>,
+}
+
 pub struct RtcPeer {
     pub pc: RTCPeerConnection,
     socket: UdpSocket,
     local: SocketAddr,
+    tcp: Option<TcpLink>,
     dc: RTCDataChannelId,
     pub dc_open: bool,
     pub connected: bool,
@@ -56,6 +64,15 @@ impl RtcPeer {
 
     /// Like [`RtcPeer::new`], optionally also sending an Opus track (stream ID "mic").
     pub fn with_audio(audio: bool) -> (Self, String) {
+        Self::build(audio, false)
+    }
+
+    /// A peer that connects only over ICE-TCP (active), as a browser does when UDP is blocked.
+    pub fn tcp_only() -> (Self, String) {
+        Self::build(false, true)
+    }
+
+    fn build(audio: bool, tcp: bool) -> (Self, String) {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(5)))
@@ -64,8 +81,14 @@ impl RtcPeer {
         let mut engine = rtc::peer_connection::configuration::media_engine::MediaEngine::default();
         engine.register_default_codecs().unwrap();
         let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
+        let mut settings =
+            rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new();
+        if tcp {
+            settings = settings.with_network_types(vec![rtc::ice::network_type::NetworkType::Tcp4]);
+        }
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_setting_engine(settings.build())
             .with_media_engine(engine)
             .with_interceptor_registry(registry)
             .build(Instant::now())
@@ -99,13 +122,18 @@ impl RtcPeer {
         pc.set_local_description(Instant::now(), offer).unwrap();
         let candidate = CandidateHostConfig {
             base_config: CandidateConfig {
-                network: "udp".into(),
+                network: if tcp { "tcp".into() } else { "udp".into() },
                 address: local.ip().to_string(),
-                port: local.port(),
+                // Active TCP candidates do not listen: port 9 is the conventional placeholder.
+                port: if tcp { 9 } else { local.port() },
                 component: 1,
                 ..Default::default()
             },
-            ..Default::default()
+            tcp_type: if tcp {
+                rtc::ice::tcp_type::TcpType::Active
+            } else {
+                Default::default()
+            },
         }
         .new_candidate_host()
         .unwrap();
@@ -117,6 +145,11 @@ impl RtcPeer {
                 pc,
                 socket,
                 local,
+                tcp: tcp.then(|| TcpLink {
+                    stream: None,
+                    local: None,
+                    pending: Vec::new(),
+                }),
                 dc,
                 dc_open: false,
                 connected: false,
@@ -149,6 +182,22 @@ impl RtcPeer {
         let value: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(value["type"], "candidate", "{json}");
         let init: RTCIceCandidateInit = serde_json::from_value(value["candidate"].clone()).unwrap();
+        if let Some(link) = &mut self.tcp
+            && link.stream.is_none()
+            && init.candidate.contains(" tcp ")
+            && init.candidate.contains("tcptype passive")
+        {
+            // candidate:<foundation> <component> tcp <priority> <ip> <port> typ host tcptype passive
+            let fields: Vec<&str> = init.candidate.split_whitespace().collect();
+            let addr: SocketAddr = format!("{}:{}", fields[4], fields[5]).parse().unwrap();
+            let stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(5)))
+                .unwrap();
+            stream.set_nodelay(true).unwrap();
+            link.local = Some(stream.local_addr().unwrap());
+            link.stream = Some(stream);
+        }
         self.pc.add_remote_candidate(init).unwrap();
     }
 
@@ -187,6 +236,10 @@ impl RtcPeer {
             self.flush();
             if done(self) {
                 return true;
+            }
+            if self.tcp.is_some() {
+                self.read_tcp(&mut buf);
+                continue;
             }
             match self.socket.recv_from(&mut buf) {
                 Ok((n, peer)) => {
@@ -248,12 +301,63 @@ impl RtcPeer {
         }
     }
 
+    fn read_tcp(&mut self, buf: &mut [u8]) {
+        use std::io::Read as _;
+        let link = self.tcp.as_mut().unwrap();
+        let (Some(stream), Some(local)) = (link.stream.as_mut(), link.local) else {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = Instant::now();
+            if self.pc.poll_timeout().is_some_and(|t| t <= now) {
+                let _ = self.pc.handle_timeout(now);
+            }
+            return;
+        };
+        let peer = stream.peer_addr().unwrap();
+        match stream.read(buf) {
+            Ok(n) if n > 0 => link.pending.extend_from_slice(&buf[..n]),
+            _ => {
+                let now = Instant::now();
+                if self.pc.poll_timeout().is_some_and(|t| t <= now) {
+                    let _ = self.pc.handle_timeout(now);
+                }
+                return;
+            }
+        }
+        while link.pending.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([link.pending[0], link.pending[1]]));
+            if link.pending.len() < 2 + len {
+                break;
+            }
+            let packet: Vec<u8> = link.pending.drain(..2 + len).skip(2).collect();
+            let _ = self.pc.handle_read(TaggedBytesMut {
+                now: Instant::now(),
+                transport: TransportContext {
+                    local_addr: local,
+                    peer_addr: peer,
+                    transport_protocol: TransportProtocol::TCP,
+                    ecn: None,
+                },
+                message: BytesMut::from(&packet[..]),
+            });
+        }
+    }
+
     fn flush(&mut self) {
         loop {
             let mut progressed = false;
             while let Some(t) = self.pc.poll_write() {
                 progressed = true;
-                let _ = self.socket.send_to(&t.message, t.transport.peer_addr);
+                match self.tcp.as_mut().and_then(|l| l.stream.as_mut()) {
+                    Some(stream) => {
+                        use std::io::Write as _;
+                        let mut framed = (t.message.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&t.message);
+                        let _ = stream.write_all(&framed);
+                    }
+                    None => {
+                        let _ = self.socket.send_to(&t.message, t.transport.peer_addr);
+                    }
+                }
             }
             while let Some(event) = self.pc.poll_event() {
                 progressed = true;
