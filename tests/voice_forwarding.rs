@@ -72,6 +72,8 @@ async fn voice_reaches_the_other_participant() {
 
     let speaker_thread = std::thread::spawn(move || {
         let mut speaker = speaker;
+        // Speech-like levels: the level swings, so the SFU's VAD turns voice on.
+        speaker.level_pattern = vec![30, 80];
         assert!(
             speaker.run_until(Duration::from_secs(10), |p| p.connected),
             "speaker not connected"
@@ -115,4 +117,39 @@ async fn voice_reaches_the_other_participant() {
         .expect("no media received");
     assert!(track.starts_with("voice_speaker_"), "track id {track}");
     assert!(*packets >= 50, "only {packets} packets");
+    assert!(
+        listener.received_with_level >= 50,
+        "forwarded audio lost its audio level"
+    );
+
+    // The plugin heard VoiceOn for the speaker (with the ids it needs), and VoiceOff on mute.
+    let mut voice_on = false;
+    while let Ok(message) = ws.recv_timeout(Duration::from_millis(500)).await {
+        if let ServerMessage::Vad(msg) = message {
+            assert_eq!(
+                (
+                    msg.session_id.as_str(),
+                    msg.user_id.as_str(),
+                    msg.call_id.as_str()
+                ),
+                ("speaker", "user-speaker", "call")
+            );
+            voice_on |= msg.msg_type == 7;
+        }
+    }
+    assert!(voice_on, "no VoiceOn for the speaker");
+    ws.rtc(&RtcMessage {
+        session_id: "speaker".into(),
+        msg_type: 3,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let off = loop {
+        match ws.recv_timeout(Duration::from_secs(3)).await.unwrap() {
+            ServerMessage::Vad(msg) => break msg,
+            _ => continue,
+        }
+    };
+    assert_eq!((off.session_id.as_str(), off.msg_type), ("speaker", 8));
 }

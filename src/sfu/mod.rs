@@ -6,4 +6,5 @@ pub mod dc_protocol;
 pub mod engine;
 pub mod session;
 pub mod tracks;
+pub mod vad;
 pub mod worker;

@@ -70,8 +70,18 @@ pub struct Outputs {
     pub published: Vec<PublishedTrack>,
     /// Sessions whose data channel just opened (ready for server offers).
     pub ready: Vec<String>,
-    /// Media to fan out: (publisher session, source track ID, packet).
-    pub rtp: Vec<(String, String, rtc::rtp::packet::Packet)>,
+    /// Media to fan out.
+    pub rtp: Vec<InboundRtp>,
+}
+
+/// A packet of a published track, to forward to the rest of the call.
+#[derive(Debug)]
+pub struct InboundRtp {
+    pub publisher: String,
+    pub source_id: String,
+    pub packet: rtc::rtp::packet::Packet,
+    /// RFC 6464 level byte of a voice packet, re-added with each receiver's extension ID.
+    pub audio_level: Option<u8>,
 }
 
 /// An outgoing (forwarded) track on this session's connection.
@@ -82,6 +92,8 @@ struct Leg {
     ssrc: u32,
     /// Payload type negotiated for the codec on this leg (resolved after negotiation).
     payload_type: Option<u8>,
+    /// Audio-level extension ID negotiated on this leg, if any.
+    audio_level_ext: Option<u8>,
 }
 
 /// Signaling path of an offer/answer.
@@ -141,6 +153,9 @@ pub struct Session {
     renegotiation_pending: bool,
     offer_sent_at: Option<Instant>,
     muted: bool,
+    /// Voice activity of the voice track, and the audio-level extension ID it carries.
+    vad: super::vad::VoiceActivity,
+    voice_level_ext: Option<u8>,
     screen_stream: Option<String>,
     video_stream: Option<String>,
 }
@@ -178,6 +193,8 @@ impl Session {
             renegotiation_pending: false,
             offer_sent_at: None,
             muted: false,
+            vad: super::vad::VoiceActivity::default(),
+            voice_level_ext: None,
             screen_stream: None,
             video_stream: None,
         })
@@ -199,6 +216,7 @@ impl Session {
         match signal {
             Signal::Mute => {
                 self.muted = true;
+                self.vad.reset();
                 out.events.push(MediaEvent::VoiceActivity {
                     session_id: self.config.session_id.clone(),
                     on: false,
@@ -251,6 +269,7 @@ impl Session {
                         sender,
                         ssrc,
                         payload_type: None,
+                        audio_level_ext: None,
                     },
                 );
                 self.negotiate(now, out);
@@ -345,43 +364,45 @@ impl Session {
     }
 
     /// Forwards one packet of a published track to this participant.
-    pub fn forward(
-        &mut self,
-        now: Instant,
-        publisher: &str,
-        source_id: &str,
-        mut packet: rtc::rtp::packet::Packet,
-        out: &mut Outputs,
-    ) {
+    pub fn forward(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
         if self.closed.is_some() {
             return;
         }
-        let Some(leg) = self
-            .legs
-            .get_mut(&(publisher.to_owned(), source_id.to_owned()))
-        else {
+        let key = (inbound.publisher.clone(), inbound.source_id.clone());
+        let Some(leg) = self.legs.get_mut(&key) else {
             return;
         };
         if leg.payload_type.is_none() {
             let mime = leg.track.mime.clone();
-            leg.payload_type = self.pc.rtp_sender(leg.sender).and_then(|mut sender| {
-                sender
-                    .get_parameters()
-                    .rtp_parameters
+            if let Some(mut sender) = self.pc.rtp_sender(leg.sender) {
+                let parameters = &sender.get_parameters().rtp_parameters;
+                leg.payload_type = parameters
                     .codecs
                     .iter()
                     .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
-                    .map(|c| c.payload_type)
-            });
+                    .map(|c| c.payload_type);
+                leg.audio_level_ext = parameters
+                    .header_extensions
+                    .iter()
+                    .find(|e| e.uri == engine::AUDIO_LEVEL_URI)
+                    .and_then(|e| u8::try_from(e.id).ok());
+            }
         }
         let Some(payload_type) = leg.payload_type else {
             return; // not negotiated yet
         };
+        let mut packet = inbound.packet.clone();
         packet.header.ssrc = leg.ssrc;
         packet.header.payload_type = payload_type;
-        // Extension IDs are per leg; the inbound ones are not valid here.
+        // Extension IDs are per leg: drop the inbound ones, re-add the audio level with this
+        // receiver's ID (receivers use it for their level meters).
         packet.header.extension = false;
         packet.header.extensions.clear();
+        if let (Some(id), Some(level)) = (leg.audio_level_ext, inbound.audio_level) {
+            let _ = packet
+                .header
+                .set_extension(id, bytes::Bytes::copy_from_slice(&[level]));
+        }
         let sender = leg.sender;
         if let Some(mut sender) = self.pc.rtp_sender(sender)
             && let Err(err) = sender.write_rtp(now, packet)
@@ -744,11 +765,29 @@ impl Session {
                         else {
                             continue;
                         };
-                        if track.kind == TrackKind::Voice && self.muted {
-                            continue;
+                        let mut audio_level = None;
+                        if track.kind == TrackKind::Voice {
+                            audio_level = self
+                                .voice_level_ext
+                                .and_then(|id| packet.header.get_extension(id))
+                                .and_then(|level| level.first().copied());
+                            // VAD runs before the mute drop, as upstream.
+                            if let Some(on) = audio_level.and_then(|l| self.vad.push(l, now)) {
+                                out.events.push(MediaEvent::VoiceActivity {
+                                    session_id: self.config.session_id.clone(),
+                                    on,
+                                });
+                            }
+                            if self.muted {
+                                continue;
+                            }
                         }
-                        out.rtp
-                            .push((self.config.session_id.clone(), track_id, packet));
+                        out.rtp.push(InboundRtp {
+                            publisher: self.config.session_id.clone(),
+                            source_id: track_id,
+                            packet,
+                            audio_level,
+                        });
                     }
                     _ => {}
                 }
@@ -769,9 +808,16 @@ impl Session {
         if self.published.iter().any(|t| t.source_id == init.track_id) {
             return;
         }
-        let Some(receiver) = self.pc.rtp_receiver(init.receiver_id) else {
+        let Some(mut receiver) = self.pc.rtp_receiver(init.receiver_id) else {
             return;
         };
+        let level_ext = receiver
+            .get_parameters()
+            .rtp_parameters
+            .header_extensions
+            .iter()
+            .find(|e| e.uri == engine::AUDIO_LEVEL_URI)
+            .and_then(|e| u8::try_from(e.id).ok());
         let track = receiver.track();
         let is_audio = track.kind() == RtpCodecKind::Audio;
         let mime = track
@@ -801,7 +847,16 @@ impl Session {
             mime: mime.clone(),
             out_id: tracks::out_track_id(kind, &session_id),
         };
-        tracing::info!(session_id, kind = kind.as_str(), mime, "track published");
+        if kind == TrackKind::Voice {
+            self.voice_level_ext = level_ext;
+        }
+        tracing::info!(
+            session_id,
+            kind = kind.as_str(),
+            mime,
+            audio_level = level_ext.is_some(),
+            "track published"
+        );
         self.published.push(published.clone());
         out.published.push(published);
     }

@@ -174,13 +174,11 @@ impl Worker {
                     self.with_session(&session_id, |s, out| s.add_forwarded(now, &track, out));
                 }
             }
-            for (publisher, source_id, packet) in rtp {
-                self.collect_receivers(&publisher);
+            for inbound in rtp {
+                self.collect_receivers(&inbound.publisher);
                 let receivers = std::mem::take(&mut self.receivers);
                 for receiver in &receivers {
-                    self.with_session(receiver, |s, out| {
-                        s.forward(now, &publisher, &source_id, packet.clone(), out)
-                    });
+                    self.with_session(receiver, |s, out| s.forward(now, &inbound, out));
                 }
                 self.receivers = receivers;
             }

@@ -49,6 +49,10 @@ pub struct RtcPeer {
     seq: u16,
     /// RTP packets received, by track ID.
     pub received: std::collections::HashMap<String, usize>,
+    /// Received packets that carried an RFC 6464 audio level (one-byte extension, any ID).
+    pub received_with_level: usize,
+    /// Audio level to send with each packet (alternating makes "speech").
+    pub level_pattern: Vec<u8>,
     /// MediaMaps received (raw), and server offers answered over the data channel.
     pub media_maps: Vec<Vec<u8>>,
     pub server_offers: usize,
@@ -80,6 +84,15 @@ impl RtcPeer {
         let local = socket.local_addr().unwrap();
         let mut engine = rtc::peer_connection::configuration::media_engine::MediaEngine::default();
         engine.register_default_codecs().unwrap();
+        engine
+            .register_header_extension(
+                rtc::rtp_transceiver::rtp_sender::RTCRtpHeaderExtensionCapability {
+                    uri: "urn:ietf:params:rtp-hdrext:ssrc-audio-level".into(),
+                },
+                RtpCodecKind::Audio,
+                None,
+            )
+            .unwrap();
         let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
         let mut settings =
             rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new();
@@ -158,6 +171,8 @@ impl RtcPeer {
                 audio,
                 seq: 0,
                 received: Default::default(),
+                received_with_level: 0,
+                level_pattern: Vec::new(),
                 media_maps: Vec::new(),
                 server_offers: 0,
                 order: String::new(),
@@ -218,7 +233,22 @@ impl RtcPeer {
             },
             payload: bytes::Bytes::from(vec![0xfc; 80]),
         };
+        let mut packet = packet;
         if let Some(mut sender) = self.pc.rtp_sender(sender) {
+            let level_id = sender
+                .get_parameters()
+                .rtp_parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri.contains("ssrc-audio-level"))
+                .map(|e| e.id as u8);
+            if let (Some(id), false) = (level_id, self.level_pattern.is_empty()) {
+                let level = self.level_pattern[self.seq as usize % self.level_pattern.len()];
+                packet
+                    .header
+                    .set_extension(id, bytes::Bytes::copy_from_slice(&[level]))
+                    .unwrap();
+            }
             let _ = sender.write_rtp(Instant::now(), packet);
         }
     }
@@ -376,8 +406,11 @@ impl RtcPeer {
                 progressed = true;
                 match message {
                     RTCMessage::DataChannelMessage(_, msg) => self.on_dc(msg.data.to_vec()),
-                    RTCMessage::RtpPacket(track_id, _) => {
-                        *self.received.entry(track_id).or_default() += 1
+                    RTCMessage::RtpPacket(track_id, packet) => {
+                        if packet.header.extension && !packet.header.extensions.is_empty() {
+                            self.received_with_level += 1;
+                        }
+                        *self.received.entry(track_id).or_default() += 1;
                     }
                     _ => {}
                 }
