@@ -34,6 +34,11 @@ suite() { # suite NAME command...
     fi
 }
 
+# Real browsers for the end-to-end call tests (Debian chromium, npm playwright-core, the Calls
+# client bundles); the browser tests fail instead of skipping when these are missing.
+sh tests/e2e/setup.sh
+export RTCD_E2E_REQUIRE=1
+
 rust_tests() {
     if command -v cargo-nextest >/dev/null 2>&1; then
         cargo nextest run --locked --no-fail-fast

@@ -153,3 +153,105 @@ async fn voice_reaches_the_other_participant() {
     };
     assert_eq!((off.session_id.as_str(), off.msg_type), ("speaker", 8));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_the_media_port_does_not_disturb_a_call() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    let listener = connect(&mut ws, "listener", false).await;
+    let listener = tokio::task::spawn_blocking(move || {
+        let mut listener = listener;
+        assert!(listener.run_until(Duration::from_secs(10), |p| p.dc_open));
+        listener
+    })
+    .await
+    .unwrap();
+    let speaker = connect(&mut ws, "speaker", true).await;
+    let port = daemon.media_port;
+
+    let junk = std::thread::spawn(move || {
+        use std::io::Write as _;
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let target = ("127.0.0.1", port);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Bounded: 3000 datagrams and 30 TCP connections over ~2 s.
+        for round in 0..30 {
+            for i in 0..100 {
+                let len = (next() % 1200) as usize + 1;
+                let mut packet: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                match i % 4 {
+                    0 => packet[0] = 0x80, // RTP-looking
+                    1 => packet[0] = 22,   // DTLS-looking
+                    2 => {
+                        // A STUN binding request naming worker 00 with an unknown ufrag.
+                        packet = stun_binding(&format!("00junk{round}{i}:x"));
+                    }
+                    _ => {}
+                }
+                let _ = udp.send_to(&packet, target);
+            }
+            if let Ok(mut tcp) = std::net::TcpStream::connect(target) {
+                let garbage: Vec<u8> = match round % 3 {
+                    0 => (0..500).map(|_| next() as u8).collect(),
+                    1 => vec![0xff, 0xff, 1, 2, 3], // frame longer than what follows
+                    _ => [vec![0, 28], stun_binding("00nobody:x")].concat(),
+                };
+                let _ = tcp.write_all(&garbage);
+            }
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    });
+    let speaker_thread = std::thread::spawn(move || {
+        let mut speaker = speaker;
+        assert!(speaker.run_until(Duration::from_secs(10), |p| p.connected));
+        for _ in 0..150 {
+            speaker.send_audio();
+            speaker.run_until(Duration::from_millis(20), |_| false);
+        }
+    });
+    let listener_thread = std::thread::spawn(move || {
+        let mut listener = listener;
+        listener.run_until(Duration::from_secs(8), |p| {
+            p.received.values().any(|n| *n >= 120)
+        });
+        listener
+    });
+    junk.join().unwrap();
+    speaker_thread.join().unwrap();
+    let listener = listener_thread.join().unwrap();
+    let best = listener.received.values().max().copied().unwrap_or(0);
+    assert!(
+        best >= 120,
+        "only {best} of 150 packets arrived during the junk"
+    );
+    // Both sessions are still in the call.
+    let sessions = plugin.call_sessions("call").await.unwrap().json().unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 2);
+}
+
+/// A STUN Binding request with a USERNAME attribute.
+fn stun_binding(user: &str) -> Vec<u8> {
+    let mut attrs = vec![0x00, 0x06];
+    attrs.extend_from_slice(&(user.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(user.as_bytes());
+    while attrs.len() % 4 != 0 {
+        attrs.push(0);
+    }
+    let mut packet = vec![0x00, 0x01];
+    packet.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    packet.extend_from_slice(&[9; 12]);
+    packet.extend_from_slice(&attrs);
+    packet
+}

@@ -72,6 +72,8 @@ pub struct Outputs {
     pub ready: Vec<String>,
     /// Media to fan out.
     pub rtp: Vec<InboundRtp>,
+    /// Keyframes wanted from publishers: (publisher session, source track ID).
+    pub keyframe_requests: Vec<(String, String)>,
 }
 
 /// A packet of a published track, to forward to the rest of the call.
@@ -153,6 +155,8 @@ pub struct Session {
     renegotiation_pending: bool,
     offer_sent_at: Option<Instant>,
     muted: bool,
+    /// Published video tracks: source track ID → (receiver, media SSRC, last PLI sent).
+    video_sources: HashMap<String, (rtc::rtp_transceiver::RTCRtpReceiverId, u32, Option<Instant>)>,
     /// Voice activity of the voice track, and the audio-level extension ID it carries.
     vad: super::vad::VoiceActivity,
     voice_level_ext: Option<u8>,
@@ -193,6 +197,7 @@ impl Session {
             renegotiation_pending: false,
             offer_sent_at: None,
             muted: false,
+            video_sources: HashMap::new(),
             vad: super::vad::VoiceActivity::default(),
             voice_level_ext: None,
             screen_stream: None,
@@ -361,6 +366,58 @@ impl Session {
             }
         }
         entries
+    }
+
+    /// Sends a PLI for one of our published video tracks (at most one per second).
+    pub fn request_keyframe(&mut self, now: Instant, source_id: &str, out: &mut Outputs) {
+        const MIN_INTERVAL: Duration = Duration::from_secs(1);
+        let Some((receiver, ssrc, last)) = self.video_sources.get_mut(source_id) else {
+            return;
+        };
+        if last.is_some_and(|t| now.duration_since(t) < MIN_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        let (receiver, ssrc) = (*receiver, *ssrc);
+        if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+            if let Err(err) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                tracing::debug!(session_id = %self.config.session_id, "PLI not sent: {err}");
+            }
+        }
+        self.drain(now, out);
+    }
+
+    /// PLI/FIR from this receiver for a forwarded track → a keyframe request to its publisher.
+    fn relay_keyframe_requests(
+        &mut self,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+        out: &mut Outputs,
+    ) {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        for packet in packets {
+            let media_ssrcs: Vec<u32> =
+                if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>() {
+                    vec![pli.media_ssrc]
+                } else if let Some(fir) = packet.as_any().downcast_ref::<FullIntraRequest>() {
+                    fir.fir
+                        .iter()
+                        .map(|e| e.ssrc)
+                        .chain([fir.media_ssrc])
+                        .collect()
+                } else {
+                    continue;
+                };
+            for leg in self.legs.values().filter(|l| media_ssrcs.contains(&l.ssrc)) {
+                out.keyframe_requests
+                    .push((leg.track.publisher.clone(), leg.track.source_id.clone()));
+            }
+        }
     }
 
     /// Forwards one packet of a published track to this participant.
@@ -587,6 +644,11 @@ impl Session {
                 // Payload types may have changed with this negotiation.
                 for leg in self.legs.values_mut() {
                     leg.payload_type = None;
+                    // A receiver that just got a video track needs a keyframe to start decoding.
+                    if leg.track.mime.starts_with("video/") {
+                        out.keyframe_requests
+                            .push((leg.track.publisher.clone(), leg.track.source_id.clone()));
+                    }
                 }
                 if self.renegotiation_pending {
                     self.negotiate(now, out);
@@ -760,6 +822,9 @@ impl Session {
                     RTCMessage::DataChannelMessage(dc, message) => {
                         self.handle_dc_message(now, dc, &message.data, out)
                     }
+                    RTCMessage::RtcpPacket(_, packets) => {
+                        self.relay_keyframe_requests(&packets, out)
+                    }
                     RTCMessage::RtpPacket(track_id, packet) => {
                         let Some(track) = self.published.iter().find(|t| t.source_id == track_id)
                         else {
@@ -849,6 +914,10 @@ impl Session {
         };
         if kind == TrackKind::Voice {
             self.voice_level_ext = level_ext;
+        }
+        if !is_audio {
+            self.video_sources
+                .insert(init.track_id.clone(), (init.receiver_id, init.ssrc, None));
         }
         tracing::info!(
             session_id,

@@ -152,8 +152,14 @@ impl Worker {
             let published = std::mem::take(&mut self.out.published);
             let ready = std::mem::take(&mut self.out.ready);
             let rtp = std::mem::take(&mut self.out.rtp);
-            if published.is_empty() && ready.is_empty() && rtp.is_empty() {
+            let keyframes = std::mem::take(&mut self.out.keyframe_requests);
+            if published.is_empty() && ready.is_empty() && rtp.is_empty() && keyframes.is_empty() {
                 return;
+            }
+            for (publisher, source_id) in keyframes {
+                self.with_session(&publisher, |s, out| {
+                    s.request_keyframe(now, &source_id, out)
+                });
             }
             for track in published {
                 self.collect_receivers(&track.publisher);

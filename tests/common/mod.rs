@@ -34,6 +34,8 @@ pub struct Daemon {
     child: Option<Child>,
     pub dir: PathBuf,
     pub url: String,
+    /// The UDP/TCP media port.
+    pub media_port: u16,
     pub log: Arc<Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -104,6 +106,7 @@ impl Daemon {
             child: Some(child),
             dir: dir.to_owned(),
             url,
+            media_port: port,
             log,
             _temp: None,
         }
