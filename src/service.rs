@@ -51,7 +51,7 @@ pub async fn run(config: Config, mut stop: StopSignals) -> Result<(), ServiceErr
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Auth::new(Arc::new(store), &config.api.security));
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
-    let media: Arc<dyn MediaPlane> = SfuPlane::start(&config.rtc, events_tx)
+    let media: Arc<dyn MediaPlane> = SfuPlane::start(&config.rtc, events_tx, metrics.clone())
         .map_err(|e| ServiceError::Start(format!("rtc: {e}")))?;
     let hub = Hub::new(media.clone(), metrics.clone());
     let background = CancellationToken::new();

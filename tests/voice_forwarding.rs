@@ -152,6 +152,22 @@ async fn voice_reaches_the_other_participant() {
         }
     };
     assert_eq!((off.session_id.as_str(), off.msg_type), ("speaker", 8));
+
+    // Media metrics under upstream names.
+    let metrics = plugin
+        .request(hyper::Method::GET, "/metrics", None, None)
+        .await
+        .unwrap()
+        .text();
+    for needle in [
+        "rtcd_rtc_conn_states_total{type=\"connected\"} 2",
+        "rtcd_rtc_rtp_tracks_total{groupID=\"mm\",direction=\"in\",type=\"audio/opus\"} 1",
+        "rtcd_rtc_rtp_tracks_total{groupID=\"mm\",direction=\"out\",type=\"audio/opus\"} 1",
+        "rtcd_rtc_connection_time_count{groupID=\"mm\"} 2",
+        "rtcd_rtc_dc_open_time_count{groupID=\"mm\"} 2",
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

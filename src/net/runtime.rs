@@ -87,7 +87,11 @@ pub struct SfuPlane {
 
 impl SfuPlane {
     /// Plans addresses, binds the media sockets and starts the threads.
-    pub fn start(config: &RtcConfig, events: EventSender) -> Result<Arc<Self>, NetError> {
+    pub fn start(
+        config: &RtcConfig,
+        events: EventSender,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<Self>, NetError> {
         let interfaces = addresses::interface_ips(config.enable_ipv6)?;
         let local_ips = addresses::local_ips(config, &interfaces)?;
         let resolved =
@@ -137,7 +141,7 @@ impl SfuPlane {
         for index in 0..worker_count {
             let (tx, rx) = crossbeam_channel::bounded(WORKER_QUEUE_CAPACITY);
             workers.push(tx);
-            let worker = Worker::new(index as u8, advertised.clone());
+            let worker = Worker::new(index as u8, advertised.clone(), metrics.clone());
             let sockets = sockets.clone();
             let events = events.clone();
             let handle = std::thread::Builder::new()

@@ -35,6 +35,10 @@ use super::engine;
 use super::tracks::{self, PublishedTrack, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind};
+use crate::metrics::{
+    ConnState, ConnStateLabels, Direction, GroupLabels, Metrics, RtcErrorKind, RtcErrorLabels,
+    TrackLabels,
+};
 use crate::net::addresses::{Advertised, Protocol};
 
 /// How long a new session waits for its first SDP offer.
@@ -131,6 +135,8 @@ struct Description {
 /// The session.
 pub struct Session {
     pub config: Arc<SessionConfig>,
+    metrics: Arc<Metrics>,
+    answered_at: Option<Instant>,
     pub ufrag: String,
     pc: RTCPeerConnection,
     candidates: Vec<Advertised>,
@@ -174,11 +180,14 @@ impl Session {
         ufrag: String,
         pwd: &str,
         candidates: Vec<Advertised>,
+        metrics: Arc<Metrics>,
         now: Instant,
     ) -> Result<Self, SessionError> {
         let pc = engine::peer_connection(&ufrag, pwd, now)?;
         Ok(Self {
             config,
+            metrics,
+            answered_at: None,
             ufrag,
             pc,
             candidates,
@@ -267,6 +276,7 @@ impl Session {
         );
         match self.pc.add_track(out_track) {
             Ok(sender) => {
+                self.track_gauge(Direction::Out, &track.mime, 1);
                 self.legs.insert(
                     key,
                     Leg {
@@ -297,6 +307,7 @@ impl Session {
         for key in keys {
             if let Some(leg) = self.legs.remove(&key) {
                 let _ = self.pc.remove_track(leg.sender);
+                self.track_gauge(Direction::Out, &leg.track.mime, -1);
                 changed = true;
             }
         }
@@ -478,11 +489,49 @@ impl Session {
         self.closed.as_ref()
     }
 
+    fn group(&self) -> GroupLabels {
+        GroupLabels {
+            groupID: self.config.group_id.clone(),
+        }
+    }
+
+    fn count_error(&self, kind: RtcErrorKind) {
+        self.metrics
+            .rtc_errors
+            .get_or_create(&RtcErrorLabels {
+                groupID: self.config.group_id.clone(),
+                r#type: kind,
+            })
+            .inc();
+    }
+
+    fn track_gauge(&self, direction: Direction, mime: &str, delta: i64) {
+        self.metrics
+            .rtc_rtp_tracks
+            .get_or_create(&TrackLabels {
+                groupID: self.config.group_id.clone(),
+                direction,
+                r#type: mime.to_owned(),
+            })
+            .inc_by(delta);
+    }
+
+    /// Releases the per-session gauges (tracks in and out) when the session ends.
+    fn release_gauges(&mut self) {
+        for track in std::mem::take(&mut self.published) {
+            self.track_gauge(Direction::In, &track.mime, -1);
+        }
+        for (_, leg) in std::mem::take(&mut self.legs) {
+            self.track_gauge(Direction::Out, &leg.track.mime, -1);
+        }
+    }
+
     fn close_with(&mut self, reason: CloseReason, out: &mut Outputs) {
         if self.closed.is_some() {
             return;
         }
         let _ = self.pc.close();
+        self.release_gauges();
         out.events.push(MediaEvent::Closed {
             session_id: self.config.session_id.clone(),
             reason: reason.clone(),
@@ -494,6 +543,7 @@ impl Session {
     pub fn close(&mut self, reason: CloseReason) {
         if self.closed.is_none() {
             let _ = self.pc.close();
+            self.release_gauges();
             self.closed = Some(reason);
         }
     }
@@ -520,6 +570,7 @@ impl Session {
             return;
         }
         if !self.answered && now >= self.created_at + INITIAL_OFFER_TIMEOUT {
+            self.count_error(RtcErrorKind::signaling);
             self.close_with(CloseReason::NoOffer, out);
             return;
         }
@@ -573,6 +624,7 @@ impl Session {
         let result = self.apply_sdp(now, json, path, out);
         if let Err(err) = result {
             tracing::warn!(session_id = %self.config.session_id, "signaling failed: {err}");
+            self.count_error(RtcErrorKind::signaling);
             if !self.answered {
                 // The first offer could not be processed: the session cannot work.
                 self.close_with(CloseReason::Failed(err.to_string()), out);
@@ -625,6 +677,7 @@ impl Session {
                 }
                 if first {
                     self.answered = true;
+                    self.answered_at = Some(now);
                     for candidate in std::mem::take(&mut self.queued_candidates) {
                         self.add_remote_candidate(candidate);
                     }
@@ -734,6 +787,7 @@ impl Session {
     fn add_remote_candidate(&mut self, init: RTCIceCandidateInit) {
         if let Err(err) = self.pc.add_remote_candidate(init) {
             tracing::debug!(session_id = %self.config.session_id, "remote candidate rejected: {err}");
+            self.count_error(RtcErrorKind::ice);
         }
     }
 
@@ -787,9 +841,21 @@ impl Session {
                     tracing::warn!(session_id = %self.config.session_id, "signaling over data channel failed: {err}");
                 }
             }
-            ClientDcMessage::LossRate(_)
-            | ClientDcMessage::RoundTripTime(_)
-            | ClientDcMessage::Jitter(_) => {}
+            ClientDcMessage::LossRate(v) => self
+                .metrics
+                .rtc_client_loss_rate
+                .get_or_create(&self.group())
+                .observe(v),
+            ClientDcMessage::RoundTripTime(v) => self
+                .metrics
+                .rtc_client_rtt
+                .get_or_create(&self.group())
+                .observe(v),
+            ClientDcMessage::Jitter(v) => self
+                .metrics
+                .rtc_client_jitter
+                .get_or_create(&self.group())
+                .observe(v),
             ClientDcMessage::Other(code) => {
                 tracing::debug!(session_id = %self.config.session_id, "unexpected dc message type: {code}");
             }
@@ -926,6 +992,7 @@ impl Session {
             audio_level = level_ext.is_some(),
             "track published"
         );
+        self.track_gauge(Direction::In, &mime, 1);
         self.published.push(published.clone());
         out.published.push(published);
     }
@@ -936,9 +1003,28 @@ impl Session {
             RTCPeerConnectionEvent::OnSignalingStateChangeEvent(state) => self.signaling = state,
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                 tracing::debug!(session_id, %state, "peer connection state");
+                let counted = match state {
+                    RTCPeerConnectionState::Connected => Some(ConnState::connected),
+                    RTCPeerConnectionState::Disconnected => Some(ConnState::disconnected),
+                    RTCPeerConnectionState::Failed => Some(ConnState::failed),
+                    RTCPeerConnectionState::Closed => Some(ConnState::closed),
+                    _ => None,
+                };
+                if let Some(r#type) = counted {
+                    self.metrics
+                        .rtc_conn_states
+                        .get_or_create(&ConnStateLabels { r#type })
+                        .inc();
+                }
                 match state {
                     RTCPeerConnectionState::Connected if self.connected_at.is_none() => {
                         self.connected_at = Some(now);
+                        self.metrics
+                            .rtc_connection_time
+                            .get_or_create(&GroupLabels {
+                                groupID: self.config.group_id.clone(),
+                            })
+                            .observe(now.duration_since(self.created_at).as_secs_f64());
                         tracing::info!(
                             session_id,
                             connect_ms = now.duration_since(self.created_at).as_millis() as u64,
@@ -962,6 +1048,14 @@ impl Session {
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
                 self.dc = Some(dc);
                 self.dc_opened_at = Some(now);
+                if let Some(answered_at) = self.answered_at {
+                    self.metrics
+                        .rtc_dc_open_time
+                        .get_or_create(&GroupLabels {
+                            groupID: self.config.group_id.clone(),
+                        })
+                        .observe(now.duration_since(answered_at).as_secs_f64());
+                }
                 tracing::debug!(session_id, "data channel open");
                 out.ready.push(session_id.clone());
                 if self.renegotiation_pending {

@@ -23,6 +23,7 @@ type FlowKey = (SocketAddr, SocketAddr, Protocol);
 /// A shard.
 pub struct Worker {
     index: u8,
+    metrics: Arc<crate::metrics::Metrics>,
     candidates: Vec<Advertised>,
     sessions: HashMap<String, Session>,
     by_ufrag: HashMap<String, String>,
@@ -37,9 +38,14 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(index: u8, candidates: Vec<Advertised>) -> Self {
+    pub fn new(
+        index: u8,
+        candidates: Vec<Advertised>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             index,
+            metrics,
             candidates,
             sessions: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -83,6 +89,7 @@ impl Worker {
                 ufrag.clone(),
                 &pwd,
                 self.candidates.clone(),
+                self.metrics.clone(),
                 now,
             )
         }))
