@@ -52,9 +52,18 @@ type BoxedLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 /// Our records at `level`; libraries (WebRTC core, HTTP stack) at most at WARN, since their
 /// debug output is per packet.
 fn filter(level: LevelFilter) -> Targets {
+    // The WebRTC core warns per session about normal conditions (no DTLS server name, early
+    // connectivity checks, SCTP before the handshake): errors only from it.
+    let webrtc = level.min(LevelFilter::ERROR);
     Targets::new()
-        .with_target("rtcd", level)
         .with_default(level.min(LevelFilter::WARN))
+        .with_target("rtc", webrtc)
+        .with_target("rtc_dtls", webrtc)
+        .with_target("rtc_ice", webrtc)
+        .with_target("rtc_sctp", webrtc)
+        .with_target("rtc_srtp", webrtc)
+        .with_target("rtc_interceptor", webrtc)
+        .with_target("rtcd", level)
 }
 
 /// Installs the global subscriber described by `config`.

@@ -78,6 +78,8 @@ pub struct Outputs {
     pub rtp: Vec<InboundRtp>,
     /// Keyframes wanted from publishers: (publisher session, source track ID).
     pub keyframe_requests: Vec<(String, String)>,
+    /// Tracks no longer published: (publisher session, source track ID).
+    pub unpublished: Vec<(String, String)>,
 }
 
 /// A packet of a published track, to forward to the rest of the call.
@@ -219,6 +221,11 @@ impl Session {
         self.dc.is_some() && self.closed.is_none()
     }
 
+    /// True while this participant shares its screen.
+    pub fn is_sharing(&self) -> bool {
+        self.screen_stream.is_some()
+    }
+
     /// Tracks this session publishes.
     pub fn published(&self) -> &[PublishedTrack] {
         &self.published
@@ -238,7 +245,20 @@ impl Session {
             }
             Signal::Unmute => self.muted = false,
             Signal::ScreenOn { stream_id } => self.screen_stream = Some(stream_id.clone()),
-            Signal::ScreenOff => self.screen_stream = None,
+            Signal::ScreenOff => {
+                self.screen_stream = None;
+                // Receivers drop the screen and its audio (upstream kept a silent screen-audio
+                // m-line; removing it is the recommended behaviour).
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.published)
+                    .into_iter()
+                    .partition(|t| matches!(t.kind, TrackKind::Screen | TrackKind::ScreenAudio));
+                self.published = kept;
+                for track in gone {
+                    self.track_gauge(Direction::In, &track.mime, -1);
+                    self.video_sources.remove(&track.source_id);
+                    out.unpublished.push((track.publisher, track.source_id));
+                }
+            }
             Signal::VideoOn { stream_id } => self.video_stream = Some(stream_id.clone()),
             Signal::VideoOff | Signal::Ice(_) | Signal::Sdp(_) => {}
         }
@@ -292,6 +312,24 @@ impl Session {
             Err(err) => {
                 tracing::warn!(session_id = %self.config.session_id, out_track = %track.out_id, "cannot add forwarded track: {err}")
             }
+        }
+    }
+
+    /// Stops forwarding one track (renegotiates).
+    pub fn remove_forwarded(
+        &mut self,
+        now: Instant,
+        publisher: &str,
+        source_id: &str,
+        out: &mut Outputs,
+    ) {
+        if let Some(leg) = self
+            .legs
+            .remove(&(publisher.to_owned(), source_id.to_owned()))
+        {
+            let _ = self.pc.remove_track(leg.sender);
+            self.track_gauge(Direction::Out, &leg.track.mime, -1);
+            self.negotiate(now, out);
         }
     }
 

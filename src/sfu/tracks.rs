@@ -54,6 +54,28 @@ pub fn out_track_id(kind: TrackKind, sender_session: &str) -> String {
     format!("{}_{sender_session}_{suffix}", kind.as_str())
 }
 
+/// Whether a receiver gets `track` (spec media-plane §3.4): the AV1 variant only when both
+/// ends support AV1; the VP8 variant is skipped when both support AV1 and the publisher sends
+/// an AV1 variant of the same kind. Audio is always forwarded.
+pub fn receiver_wants(
+    track: &PublishedTrack,
+    publisher_av1: bool,
+    receiver_av1: bool,
+    publisher_tracks: &[PublishedTrack],
+) -> bool {
+    let both_av1 = publisher_av1 && receiver_av1;
+    if track.mime.eq_ignore_ascii_case("video/AV1") {
+        return both_av1;
+    }
+    if track.mime.eq_ignore_ascii_case("video/VP8") && both_av1 {
+        let has_av1 = publisher_tracks
+            .iter()
+            .any(|t| t.kind == track.kind && t.mime.eq_ignore_ascii_case("video/AV1"));
+        return !has_av1;
+    }
+    true
+}
+
 /// A track a participant publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedTrack {
@@ -96,5 +118,25 @@ mod tests {
             (parts[0], parts[1], parts[2].len()),
             ("screen-audio", "sess1", 8)
         );
+    }
+
+    #[test]
+    fn av1_variant_only_when_both_ends_support_it() {
+        let track = |mime: &str| PublishedTrack {
+            publisher: "p".into(),
+            source_id: mime.into(),
+            kind: TrackKind::Screen,
+            mime: mime.into(),
+            out_id: "x".into(),
+        };
+        let both = [track("video/VP8"), track("video/AV1")];
+        let vp8_only = [track("video/VP8")];
+        assert!(!receiver_wants(&both[0], true, true, &both));
+        assert!(receiver_wants(&both[1], true, true, &both));
+        assert!(receiver_wants(&both[0], true, false, &both));
+        assert!(!receiver_wants(&both[1], true, false, &both));
+        assert!(!receiver_wants(&both[1], false, true, &both));
+        assert!(receiver_wants(&vp8_only[0], true, true, &vp8_only));
+        assert!(receiver_wants(&track("audio/opus"), true, true, &both));
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::session::{Datagram, Outputs, Path, Session};
+use super::tracks::{self, PublishedTrack};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaError, MediaEvent, Signal};
 use crate::net::addresses::{Advertised, Protocol};
@@ -136,6 +137,22 @@ impl Worker {
         }
     }
 
+    /// Whether `receiver` should get `track` (AV1/VP8 variant choice).
+    fn wants(&self, receiver: &str, track: &PublishedTrack) -> bool {
+        let (Some(receiver), Some(publisher)) = (
+            self.sessions.get(receiver),
+            self.sessions.get(&track.publisher),
+        ) else {
+            return false;
+        };
+        tracks::receiver_wants(
+            track,
+            publisher.config.props.av1_support(),
+            receiver.config.props.av1_support(),
+            publisher.published(),
+        )
+    }
+
     /// Fills `self.receivers` with the other sessions of `session_id`'s call.
     fn collect_receivers(&mut self, session_id: &str) {
         self.receivers.clear();
@@ -160,7 +177,12 @@ impl Worker {
             let ready = std::mem::take(&mut self.out.ready);
             let rtp = std::mem::take(&mut self.out.rtp);
             let keyframes = std::mem::take(&mut self.out.keyframe_requests);
-            if published.is_empty() && ready.is_empty() && rtp.is_empty() && keyframes.is_empty() {
+            if published.is_empty()
+                && ready.is_empty()
+                && rtp.is_empty()
+                && keyframes.is_empty()
+                && self.out.unpublished.is_empty()
+            {
                 return;
             }
             for (publisher, source_id) in keyframes {
@@ -168,10 +190,21 @@ impl Worker {
                     s.request_keyframe(now, &source_id, out)
                 });
             }
+            let unpublished = std::mem::take(&mut self.out.unpublished);
+            for (publisher, source_id) in unpublished {
+                self.collect_receivers(&publisher);
+                for receiver in std::mem::take(&mut self.receivers) {
+                    self.with_session(&receiver, |s, out| {
+                        s.remove_forwarded(now, &publisher, &source_id, out)
+                    });
+                }
+            }
             for track in published {
                 self.collect_receivers(&track.publisher);
                 for receiver in std::mem::take(&mut self.receivers) {
-                    if self.sessions.get(&receiver).is_some_and(Session::is_ready) {
+                    if self.sessions.get(&receiver).is_some_and(Session::is_ready)
+                        && self.wants(&receiver, &track)
+                    {
                         self.with_session(&receiver, |s, out| s.add_forwarded(now, &track, out));
                     }
                 }
@@ -184,7 +217,9 @@ impl Worker {
                     .flat_map(|p| p.published().to_vec())
                     .collect();
                 for track in tracks {
-                    self.with_session(&session_id, |s, out| s.add_forwarded(now, &track, out));
+                    if self.wants(&session_id, &track) {
+                        self.with_session(&session_id, |s, out| s.add_forwarded(now, &track, out));
+                    }
                 }
             }
             for inbound in rtp {
@@ -226,6 +261,20 @@ impl Worker {
 
     /// A client signal relayed by the plugin.
     pub fn signal(&mut self, now: Instant, session_id: &str, signal: Signal) {
+        if let Signal::ScreenOn { .. } = signal {
+            self.collect_receivers(session_id);
+            let others = std::mem::take(&mut self.receivers);
+            let busy = others
+                .iter()
+                .any(|o| self.sessions.get(o).is_some_and(Session::is_sharing));
+            if busy {
+                tracing::warn!(
+                    session_id,
+                    "screen share refused: another participant is sharing in this call"
+                );
+                return;
+            }
+        }
         self.with_session(session_id, |session, out| match signal {
             Signal::Sdp(json) => session.handle_sdp(now, &json, Path::WebSocket, out),
             Signal::Ice(json) => session.handle_candidate(&json),
