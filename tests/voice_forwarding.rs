@@ -8,44 +8,9 @@ mod rtc_peer;
 
 use std::time::Duration;
 
-use common::{Daemon, KEY, base_config, join};
-use rtc_peer::RtcPeer;
-use rtcd::client::WsClient;
+use common::{Daemon, KEY, base_config};
+use rtc_peer::connect;
 use rtcd::ws::codec::{RtcMessage, ServerMessage};
-
-/// Joins `session` and connects a peer: offer over the WebSocket, answer and candidates back.
-async fn connect(ws: &mut WsClient, session: &str, audio: bool) -> RtcPeer {
-    ws.join(&join("call", &format!("user-{session}"), session))
-        .await
-        .unwrap();
-    let (mut peer, offer) = RtcPeer::with_audio(audio);
-    ws.rtc(&RtcMessage {
-        session_id: session.into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut answered = false;
-    let mut candidates = 0;
-    // The answer, then one UDP and one TCP candidate; other sessions' messages are skipped.
-    while !answered || candidates < 2 {
-        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 2 => {
-                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
-                answered = true;
-            }
-            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 1 => {
-                peer.add_candidate(&String::from_utf8(msg.data.unwrap()).unwrap());
-                candidates += 1;
-            }
-            ServerMessage::Rtc(msg) if msg.session_id != session => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    peer
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_reaches_the_other_participant() {
@@ -57,7 +22,7 @@ async fn voice_reaches_the_other_participant() {
     plugin.register("mm", KEY).await.unwrap();
     let mut ws = plugin.connect().await.unwrap();
 
-    let listener = connect(&mut ws, "listener", false).await;
+    let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
         let mut listener = listener;
         assert!(
@@ -68,7 +33,7 @@ async fn voice_reaches_the_other_participant() {
     })
     .await
     .unwrap();
-    let speaker = connect(&mut ws, "speaker", true).await;
+    let speaker = connect(&mut ws, "call", "speaker", true).await;
 
     let speaker_thread = std::thread::spawn(move || {
         let mut speaker = speaker;
@@ -179,7 +144,7 @@ async fn junk_on_the_media_port_does_not_disturb_a_call() {
     let plugin = daemon.client_as("mm", KEY);
     plugin.register("mm", KEY).await.unwrap();
     let mut ws = plugin.connect().await.unwrap();
-    let listener = connect(&mut ws, "listener", false).await;
+    let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
         let mut listener = listener;
         assert!(listener.run_until(Duration::from_secs(10), |p| p.dc_open));
@@ -187,7 +152,7 @@ async fn junk_on_the_media_port_does_not_disturb_a_call() {
     })
     .await
     .unwrap();
-    let speaker = connect(&mut ws, "speaker", true).await;
+    let speaker = connect(&mut ws, "call", "speaker", true).await;
     let port = daemon.media_port;
 
     let junk = std::thread::spawn(move || {

@@ -101,6 +101,7 @@ impl Worker {
             .entry(config.call_id.clone())
             .or_default()
             .push(config.session_id.clone());
+        tracing::info!(session_id = %config.session_id, call_id = %config.call_id, worker = self.index, "media session created");
         self.sessions.insert(config.session_id.clone(), session);
         Ok(())
     }

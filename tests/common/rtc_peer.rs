@@ -421,3 +421,50 @@ impl RtcPeer {
         }
     }
 }
+
+/// Joins `session` into `call` over the plugin WebSocket and connects a peer: offer over the
+/// WebSocket, then the answer and both trickled candidates back (other sessions' messages
+/// are skipped).
+pub async fn connect(
+    ws: &mut rtcd::client::WsClient,
+    call: &str,
+    session: &str,
+    audio: bool,
+) -> RtcPeer {
+    use rtcd::ws::codec::{JoinData, RtcMessage, ServerMessage};
+    ws.join(&JoinData {
+        call_id: call.into(),
+        user_id: format!("user-{session}"),
+        session_id: session.into(),
+        channel_id: serde_json::Value::String(format!("channel-{call}")),
+        av1_support: serde_json::Value::Bool(false),
+        dc_signaling: serde_json::Value::Bool(true),
+    })
+    .await
+    .unwrap();
+    let (mut peer, offer) = RtcPeer::with_audio(audio);
+    ws.rtc(&RtcMessage {
+        session_id: session.into(),
+        msg_type: 2,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut answered = false;
+    let mut candidates = 0;
+    while !answered || candidates < 2 {
+        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 2 => {
+                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
+                answered = true;
+            }
+            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 1 => {
+                peer.add_candidate(&String::from_utf8(msg.data.unwrap()).unwrap());
+                candidates += 1;
+            }
+            _ => {}
+        }
+    }
+    peer
+}
