@@ -162,3 +162,61 @@ async fn ice_tcp_when_udp_is_not_an_option() {
     .unwrap();
     assert_eq!(peer.dc_messages[0], [0xcc, 0x02]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_loopback_when_enabled() {
+    let env = [
+        ("RTCD_RTC_ENABLEIPV6", "true"),
+        ("RTCD_RTC_ICEADDRESSUDP", "::1"),
+        ("RTCD_RTC_ICEADDRESSTCP", "::1"),
+    ];
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &env,
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    ws.join(&join("call", "user", "v6")).await.unwrap();
+    let (mut peer, offer) = RtcPeer::ipv6();
+    ws.rtc(&RtcMessage {
+        session_id: "v6".into(),
+        msg_type: 2,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut answered = false;
+    let mut candidates = Vec::new();
+    while !answered || candidates.len() < 2 {
+        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
+                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
+                answered = true;
+            }
+            ServerMessage::Rtc(msg) => {
+                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap())
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        candidates.iter().all(|c| c.contains(" ::1 ")),
+        "{candidates:?}"
+    );
+    for candidate in &candidates {
+        peer.add_candidate(candidate);
+    }
+    let peer = tokio::task::spawn_blocking(move || {
+        assert!(
+            peer.run_until(Duration::from_secs(10), |p| p.dc_open),
+            "no connection over ::1 ({:?})",
+            peer.state
+        );
+        peer
+    })
+    .await
+    .unwrap();
+    assert!(peer.connected);
+}

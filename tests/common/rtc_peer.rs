@@ -68,16 +68,21 @@ impl RtcPeer {
 
     /// Like [`RtcPeer::new`], optionally also sending an Opus track (stream ID "mic").
     pub fn with_audio(audio: bool) -> (Self, String) {
-        Self::build(audio, false)
+        Self::build(audio, false, "127.0.0.1")
+    }
+
+    /// A UDP peer on IPv6 loopback.
+    pub fn ipv6() -> (Self, String) {
+        Self::build(false, false, "::1")
     }
 
     /// A peer that connects only over ICE-TCP (active), as a browser does when UDP is blocked.
     pub fn tcp_only() -> (Self, String) {
-        Self::build(false, true)
+        Self::build(false, true, "127.0.0.1")
     }
 
-    fn build(audio: bool, tcp: bool) -> (Self, String) {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fn build(audio: bool, tcp: bool, ip: &str) -> (Self, String) {
+        let socket = UdpSocket::bind((ip, 0)).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
