@@ -8,7 +8,9 @@
 //! - [`api`]: axum router and handlers
 //! - [`ws`]: plugin ↔ rtcd WebSocket protocol and routing
 //! - [`calls`]: registry of groups, calls and sessions
-//! - [`media`]: the interface to the media plane (SFU)
+//! - [`media`]: the interface between control plane and media plane
+//! - [`sfu`]: the sans-IO SFU core (sessions, tracks, data-channel protocol, VAD)
+//! - [`net`]: media sockets and threads (UDP/TCP 8443, demux, workers)
 //! - [`metrics`], [`system`], [`version`]: observability
 //! - [`service`]: wiring, startup, drain and shutdown
 //! - [`client`]: Rust client of this API (tests, load tool)
