@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[test] %s\n' "$*" >&2; }
 
 need=()
-for pkg in curl ca-certificates iproute2 util-linux; do
+for pkg in curl ca-certificates iproute2 util-linux coturn; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -16,8 +16,8 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::addresses::{self, Advertised, Protocol};
-use super::stun;
 use super::tcp::{self, TcpWriter};
+use super::{discovery, stun};
 use crate::calls::SessionConfig;
 use crate::config::RtcConfig;
 use crate::media::{CloseReason, EventSender, MediaError, MediaPlane, Signal};
@@ -103,12 +103,20 @@ impl SfuPlane {
                     config.enable_ipv6,
                 )?)
             };
-        let nat = addresses::nat_map(
-            &local_ips,
-            &config.ice_host_override,
-            resolved,
-            &HashMap::new(),
-        );
+        // STUN discovery only without an explicit override (spec media-plane §1.7).
+        let discovered = match (
+            config.ice_host_override.is_empty(),
+            discovery::stun_url(&config.ice_servers),
+        ) {
+            (true, Some(url)) => discovery::discover(
+                &local_ips,
+                config.ice_port_udp as u16,
+                url,
+                config.enable_ipv6,
+            ),
+            _ => HashMap::new(),
+        };
+        let nat = addresses::nat_map(&local_ips, &config.ice_host_override, resolved, &discovered);
         let port_override = addresses::port_override(config, &local_ips)?;
         let udp_port = config.ice_port_udp as u16;
         let tcp_port = config.ice_port_tcp as u16;
