@@ -66,6 +66,25 @@ fn filter(level: LevelFilter) -> Targets {
         .with_target("rtcd", level)
 }
 
+/// One output target: plain (optionally coloured) or JSON lines, filtered at `level`.
+fn target_layer(
+    writer: tracing_appender::non_blocking::NonBlocking,
+    json: bool,
+    ansi: bool,
+    level: LevelFilter,
+) -> BoxedLayer {
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    if json {
+        layer
+            .json()
+            .flatten_event(true)
+            .with_filter(filter(level))
+            .boxed()
+    } else {
+        layer.with_ansi(ansi).with_filter(filter(level)).boxed()
+    }
+}
+
 /// Installs the global subscriber described by `config`.
 pub fn init(config: &LoggerConfig) -> Result<LoggerGuard, LoggerError> {
     let mut layers: Vec<BoxedLayer> = Vec::new();
@@ -75,19 +94,12 @@ pub fn init(config: &LoggerConfig) -> Result<LoggerGuard, LoggerError> {
             .ok_or_else(|| LoggerError::Level(config.console_level.clone()))?;
         let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
         guards.push(guard);
-        let layer = tracing_subscriber::fmt::layer().with_writer(writer);
-        layers.push(if config.console_json {
-            layer
-                .json()
-                .flatten_event(true)
-                .with_filter(filter(level))
-                .boxed()
-        } else {
-            layer
-                .with_ansi(config.enable_color)
-                .with_filter(filter(level))
-                .boxed()
-        });
+        layers.push(target_layer(
+            writer,
+            config.console_json,
+            config.enable_color,
+            level,
+        ));
     }
     if config.enable_file {
         let level = parse_level(&config.file_level)
@@ -100,18 +112,7 @@ pub fn init(config: &LoggerConfig) -> Result<LoggerGuard, LoggerError> {
             .map_err(|source| LoggerError::OpenFile { path, source })?;
         let (writer, guard) = tracing_appender::non_blocking(file);
         guards.push(guard);
-        let layer = tracing_subscriber::fmt::layer()
-            .with_writer(writer)
-            .with_ansi(false);
-        layers.push(if config.file_json {
-            layer
-                .json()
-                .flatten_event(true)
-                .with_filter(filter(level))
-                .boxed()
-        } else {
-            layer.with_filter(filter(level)).boxed()
-        });
+        layers.push(target_layer(writer, config.file_json, false, level));
     }
     tracing_subscriber::registry()
         .with(layers)
