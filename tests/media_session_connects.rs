@@ -220,3 +220,92 @@ async fn ipv6_loopback_when_enabled() {
     .unwrap();
     assert!(peer.connected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_offers_close_only_that_session() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    // A healthy participant first.
+    let good = rtc_peer::connect(&mut ws, "call", "good", false).await;
+    let good = tokio::task::spawn_blocking(move || {
+        let mut good = good;
+        assert!(good.run_until(Duration::from_secs(10), |p| p.dc_open));
+        good
+    })
+    .await
+    .unwrap();
+
+    let broken = [
+        ("not-json", "this is not json".to_owned()),
+        (
+            "pranswer",
+            r#"{"type":"pranswer","sdp":"v=0\r\n"}"#.to_owned(),
+        ),
+        (
+            "garbage-sdp",
+            r#"{"type":"offer","sdp":"garbage\r\nm=nonsense\r\n"}"#.to_owned(),
+        ),
+        ("no-fingerprint", {
+            let (_, offer) = RtcPeer::new();
+            let value: serde_json::Value = serde_json::from_str(&offer).unwrap();
+            let sdp: String = value["sdp"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("a=fingerprint"))
+                .map(|l| format!("{l}\r\n"))
+                .collect();
+            serde_json::json!({"type": "offer", "sdp": sdp}).to_string()
+        }),
+    ];
+    for (session, offer) in &broken {
+        ws.join(&join("call", "u", session)).await.unwrap();
+        ws.rtc(&RtcMessage {
+            session_id: (*session).into(),
+            msg_type: 2,
+            data: Some(offer.clone().into_bytes()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let mut closed = Vec::new();
+    while closed.len() < broken.len() {
+        match ws.recv_timeout(Duration::from_secs(15)).await.unwrap() {
+            ServerMessage::Close { session_id } => closed.push(session_id),
+            ServerMessage::Rtc(msg) => assert_ne!(
+                msg.msg_type, 2,
+                "answered a broken offer for {}",
+                msg.session_id
+            ),
+            _ => {}
+        }
+    }
+    closed.sort();
+    let mut expected: Vec<String> = broken.iter().map(|(s, _)| (*s).to_owned()).collect();
+    expected.sort();
+    assert_eq!(closed, expected);
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    // The healthy session is untouched and still answers on its data channel.
+    let good = tokio::task::spawn_blocking(move || {
+        let mut good = good;
+        good.send_dc(&[0x01]);
+        assert!(good.run_until(Duration::from_secs(5), |p| !p.dc_messages.is_empty()));
+        good
+    })
+    .await
+    .unwrap();
+    assert_eq!(good.dc_messages[0], [0xcc, 0x02]);
+    let sessions = plugin.call_sessions("call").await.unwrap().json().unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1);
+}
