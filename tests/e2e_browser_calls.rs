@@ -1,6 +1,8 @@
 //! Real browsers in a call: headless Chromium participants running the Calls client library
 //! (`RTCPeer`, both the current and the legacy npm generation) join one call through a plugin
 //! emulator, exchange audio and a screen share through the real `rtcd` binary, mute, and leave.
+//! A second WebRTC implementation joins too: an aiortc (Python, PyPI) participant exchanges
+//! audio with a Chromium one (`--scenario aiortc-chromium`, `tests/e2e/aiortc_peer.py`).
 //! The harness is `tests/e2e/harness.mjs` (see `tests/e2e/README.md`); each test runs it, and
 //! the `rtcd` it starts, inside a fresh loopback-only network namespace (`run-in-netns.sh`).
 //!
@@ -31,9 +33,14 @@ fn chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
-/// Why the browser tests cannot run here, if they cannot.
-fn missing_prerequisite() -> Option<String> {
+/// Why the browser tests cannot run here, if they cannot (`extra`: the scenario's harness
+/// arguments; the aiortc scenario also needs setup.sh's Python venv).
+fn missing_prerequisite(extra: &[&str]) -> Option<String> {
     let dir = e2e_dir();
+    if extra.contains(&"aiortc-chromium") && !dir.join(".venv").join("bin").join("python").is_file()
+    {
+        return Some("tests/e2e/.venv/bin/python missing (run: sh tests/e2e/setup.sh)".into());
+    }
     if !dir.join("node_modules").is_dir() {
         return Some("tests/e2e/node_modules missing (run: sh tests/e2e/setup.sh)".into());
     }
@@ -113,7 +120,7 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Runs one harness scenario in a fresh netns and fails the test with the harness's verdict.
 fn run(r: Run) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(why) = missing_prerequisite() {
+    if let Some(why) = missing_prerequisite(r.extra) {
         if std::env::var_os("RTCD_E2E_REQUIRE").is_some_and(|v| v == "1") {
             panic!("{}: prerequisites missing: {why}", r.name);
         }
@@ -267,5 +274,20 @@ fn e2e_three_party_legacy_client_udp_blocked_uses_tcp() {
         client: "legacy",
         extra: &["--scenario", "three-party", "--expect-transport", "tcp"],
         block_udp: true,
+    });
+}
+
+// A second WebRTC implementation: an aiortc participant (Python, PyPI aiortc 1.16.0; its join has
+// dcSignaling false, so rtcd's offers reach it over the WebSocket) and a Chromium participant
+// (current client, DC signaling) hear each other through the SFU: the browser's audioLevel > 0
+// for the aiortc tone, aiortc decodes the browser's audio (> 50 packets, peak > 0), VAD from
+// aiortc's audio-level extension.
+#[test]
+fn e2e_aiortc_and_chromium_exchange_audio() {
+    run(Run {
+        name: "aiortc-chromium",
+        client: "current",
+        extra: &["--scenario", "aiortc-chromium", "--expect-transport", "udp"],
+        block_udp: false,
     });
 }

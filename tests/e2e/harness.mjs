@@ -5,16 +5,21 @@
 //
 //   node harness.mjs --rtcd http://127.0.0.1:PORT --scenario three-party --client current
 //   node harness.mjs --rtcd-bin ../../target/debug/rtcd --scenario three-party --client legacy
+//   node harness.mjs --rtcd-bin ../../target/debug/rtcd --scenario aiortc-chromium
 //
 // Run it inside a loopback-only network namespace (run-in-netns.sh): Chromium must see only
 // 127.0.0.1. Progress goes to stderr, a JSON summary to stdout; exit 0 only if every check
 // passed (1: a check failed, 2: usage/setup error). See README.md.
+//
+// The aiortc-chromium scenario adds a second WebRTC implementation: aiortc_peer.py (PyPI aiortc,
+// run with the venv that setup.sh makes) joins the same call next to one Chromium participant.
 import {spawn} from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import {fileURLToPath} from 'node:url';
 import {parseArgs} from 'node:util';
 
@@ -36,7 +41,8 @@ const USAGE = `usage: node harness.mjs (--rtcd URL | --rtcd-bin PATH) [options]
   --rtcd-env K=V           with --rtcd-bin: an environment variable for rtcd (repeatable; the
                            caller's RTCD_*/RTC_*/API_*/LOGGER_*/STORE_* are not passed on)
   --rtcd-log FILE          with --rtcd: rtcd's log file, scanned for diagnostics
-  --scenario NAME          three-party (default) | connect
+  --scenario NAME          three-party (default) | connect | aiortc-chromium (participant A: Chromium
+                           with --client, B: aiortc_peer.py; --participants does not apply)
   --client GEN             current (default; DC signaling + DC locking) | legacy (npm 0.27.2)
   --dc-signaling 0|1       current client only: dcSignaling in RTCPeer config and join (default 1)
   --participants N         number of participants (default 3, minimum 3 for three-party)
@@ -49,6 +55,10 @@ const USAGE = `usage: node harness.mjs (--rtcd URL | --rtcd-bin PATH) [options]
   --chromium PATH          browser binary (default $CHROMIUM or /usr/bin/chromium)
   --soft CHECK[,CHECK]     report these checks' failures as warnings and go on (e.g. while a
                            feature is being written: --soft vad-voice-on-A)
+  --python PATH            aiortc-chromium: the interpreter with aiortc (default $E2E_PYTHON or
+                           .venv/bin/python beside this file, made by setup.sh)
+  --aiortc-tone T          aiortc-chromium: gated (default; 440 Hz on/off ~3 Hz, so VAD sees speech)
+                           | steady (a constant tone: no VoiceOn expected)
   --verbose                print client-library debug logs and every signaling message
 `;
 
@@ -81,6 +91,8 @@ try {
             timeout: {type: 'string', default: '90'},
             chromium: {type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium'},
             soft: {type: 'string', multiple: true, default: []},
+            python: {type: 'string', default: process.env.E2E_PYTHON || path.join(HERE, '.venv', 'bin', 'python')},
+            'aiortc-tone': {type: 'string', default: 'gated'},
             verbose: {type: 'boolean', default: false},
             help: {type: 'boolean', default: false},
         },
@@ -91,12 +103,14 @@ try {
 }
 if (opts.help) usage();
 if (!opts.rtcd === !opts['rtcd-bin']) usage('exactly one of --rtcd and --rtcd-bin is required');
-if (!['three-party', 'connect'].includes(opts.scenario)) usage(`unknown scenario ${opts.scenario}`);
+if (!['three-party', 'connect', 'aiortc-chromium'].includes(opts.scenario)) usage(`unknown scenario ${opts.scenario}`);
+if (!['gated', 'steady'].includes(opts['aiortc-tone'])) usage('--aiortc-tone must be gated or steady');
 if (!['current', 'legacy'].includes(opts.client)) usage(`unknown client ${opts.client}`);
 if (opts['expect-transport'] && !['udp', 'tcp'].includes(opts['expect-transport'])) usage('--expect-transport must be udp or tcp');
 if (!['fake', 'synth'].includes(opts.audio)) usage('--audio must be fake or synth');
 if (!['display', 'canvas'].includes(opts.screen)) usage('--screen must be display or canvas');
-const N = Number(opts.participants);
+const AIORTC = opts.scenario === 'aiortc-chromium';
+const N = AIORTC ? 2 : Number(opts.participants);
 const SECONDS = Number(opts.seconds);
 const ANSWER_TIMEOUT_MS = Number(opts['answer-timeout']) * 1000;
 const SCENARIO_TIMEOUT_MS = Number(opts.timeout) * 1000;
@@ -396,7 +410,7 @@ class Plugin {
             sessionID: p.sessionID,
             channelID: p.channelID,
             av1Support: false,
-            dcSignaling: DC_SIGNALING,
+            dcSignaling: p.dcSignaling,
         });
     }
 
@@ -458,6 +472,8 @@ class Plugin {
 class Participant {
     constructor(name, plugin, ids) {
         this.name = name;
+        this.kind = 'chromium';
+        this.dcSignaling = DC_SIGNALING; // in the join and the RTCPeer config
         this.plugin = plugin;
         this.sessionID = mmID();
         this.userID = mmID();
@@ -580,6 +596,11 @@ class Participant {
             warn('rtc-ids', `rtc from rtcd for ${this.name} has group/user/call ${msg.group_id}/${msg.user_id}/${msg.call_id} (expected ${this.plugin.clientID}/${this.userID}/${this.callID})`);
         }
         if (data === undefined) return;
+        this.deliver(data);
+    }
+
+    // rtcd's rtc data -> RTCPeer.signal(string), in order.
+    deliver(data) {
         this.chain = this.chain
             .then(() => this.page.evaluate((d) => window.e2e.signal(d), data))
             .catch((err) => this.log('error', `relaying to page failed: ${err.message}`));
@@ -587,6 +608,21 @@ class Participant {
 
     eval(fn, arg) {
         return this.page.evaluate(fn, arg);
+    }
+
+    // Creates the RTCPeer, which sends its first offer (an 'offer' event).
+    init(o) {
+        return this.eval((x) => window.e2e.init(x), o);
+    }
+
+    // RTCPeer.destroy() (errors ignored: the page may be gone).
+    async leavePeer() {
+        if (this.page) await this.eval(() => window.e2e.leave()).catch(() => {});
+    }
+
+    // Whether stats() can still be asked for.
+    canStat() {
+        return Boolean(this.page) && !this.leaving;
     }
 
     stats() {
@@ -597,6 +633,182 @@ class Participant {
     assertAlive() {
         if (this.rtcdClosedAt && !this.leaving) throw new CheckFailed(`rtcd closed session ${this.name} (close received at +${((this.rtcdClosedAt - T0) / 1000).toFixed(1)} s)`);
         if (this.peerClosed && !this.leaving) throw new CheckFailed(`${this.name}'s RTCPeer closed: ${this.peerClosed}`);
+    }
+}
+
+// A participant that is not a browser: aiortc_peer.py (PyPI aiortc) as a Calls client whose
+// join has dcSignaling=false, so every SDP (its offer, rtcd's answer, rtcd's offers, its
+// answers) travels over the plugin's WebSocket. JSON lines on its stdin/stdout (see the
+// docstring of aiortc_peer.py); its stderr is kept for diagnostics.
+class AiortcParticipant extends Participant {
+    constructor(name, plugin, ids) {
+        super(name, plugin, ids);
+        this.kind = 'aiortc';
+        this.dcSignaling = false;
+        this.proc = null;
+        this.exited = null;
+        this.versions = null;
+        this.stderrTail = [];
+        this.nextID = 1;
+        this.pending = new Map(); // stats request id -> resolve
+        this.connectionStates = [];
+    }
+
+    // Starts the python process and waits for its `ready` line (imports take ~1 s).
+    async open() {
+        const py = opts.python;
+        if (!fs.existsSync(py)) throw new CheckFailed(`${py} not found: run setup.sh (it makes tests/e2e/.venv with aiortc)`);
+        const args = [path.join(HERE, 'aiortc_peer.py'), '--name', this.name, '--tone', opts['aiortc-tone']];
+        if (VERBOSE) args.push('--verbose');
+        const env = {...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1'};
+        const proc = spawn(py, args, {cwd: HERE, env, stdio: ['pipe', 'pipe', 'pipe']});
+        this.proc = proc;
+        proc.stdin.on('error', () => {}); // EPIPE after an early exit is reported by 'exit'
+        cleanups.push(async () => {
+            if (this.exited) return;
+            proc.kill('SIGTERM');
+            const t = Date.now();
+            while (!this.exited && Date.now() - t < 3000) await sleep(50);
+            if (!this.exited) proc.kill('SIGKILL');
+        });
+        readline.createInterface({input: proc.stderr}).on('line', (line) => {
+            this.stderrTail.push(line);
+            if (this.stderrTail.length > 60) this.stderrTail.shift();
+            this.log('stderr', line);
+        });
+        const ready = new Promise((resolve, reject) => {
+            this.onReady = resolve;
+            proc.on('exit', (code, sig) => {
+                this.exited = `exit ${code ?? sig}`;
+                if (!this.leaving) progress(`${this.name}: aiortc_peer.py ended (${this.exited})`);
+                for (const r of this.pending.values()) r(null);
+                this.pending.clear();
+                reject(new CheckFailed(`aiortc_peer.py (${py}) ended before it was ready (${this.exited}): ${this.stderrTail.slice(-5).join(' | ') || 'no stderr'}`));
+            });
+            proc.on('error', (err) => reject(new CheckFailed(`cannot start ${py}: ${err.message}`)));
+        });
+        readline.createInterface({input: proc.stdout}).on('line', (line) => {
+            let ev;
+            try {
+                ev = JSON.parse(line);
+            } catch {
+                this.log('warn', `non-JSON line from aiortc_peer.py: ${line.slice(0, 200)}`);
+                return;
+            }
+            this.onEvent(ev);
+        });
+        ready.catch(() => {}); // a later exit is reported through assertAlive
+        let timer;
+        const timeout = new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new CheckFailed(`aiortc_peer.py not ready within 20 s (stderr: ${this.stderrTail.slice(-5).join(' | ') || 'none'})`)), 20000);
+        });
+        try {
+            this.versions = await Promise.race([ready, timeout]);
+        } finally {
+            clearTimeout(timer);
+        }
+    }
+
+    send(obj) {
+        if (this.exited || !this.proc) return false;
+        this.proc.stdin.write(`${JSON.stringify(obj)}\n`);
+        return true;
+    }
+
+    // Events from aiortc_peer.py, mapped onto the page events of a browser participant.
+    onEvent(ev) {
+        switch (ev.event) {
+        case 'ready':
+            this.log('info', `aiortc_peer.py ready: ${JSON.stringify(ev)}`);
+            if (this.onReady) this.onReady({python: ev.python, aiortc: ev.aiortc, aioice: ev.aioice, av: ev.av, pid: ev.pid});
+            break;
+        case 'offer':
+        case 'answer':
+            this.fromPage({kind: ev.event, data: JSON.stringify({type: ev.type, sdp: ev.sdp})});
+            break;
+        case 'connection':
+            this.connectionStates.push(`${since()} ${ev.state}`);
+            this.log('info', `connectionState ${ev.state}`);
+            if (ev.state === 'connected' && !this.connectAt) this.fromPage({kind: 'connect'});
+            if ((ev.state === 'failed' || ev.state === 'closed') && !this.leaving) this.fromPage({kind: 'close', error: `connectionState ${ev.state}`});
+            break;
+        case 'ice':
+            this.log('info', `iceConnectionState ${ev.state}`);
+            break;
+        case 'dc':
+            this.fromPage({kind: 'dc', state: ev.state});
+            break;
+        case 'track':
+            this.fromPage({kind: 'stream', trackKind: ev.kind, trackID: ev.trackID});
+            break;
+        case 'signal-error':
+            this.fromPage({kind: 'signal-error', error: ev.error});
+            break;
+        case 'error':
+            this.fromPage({kind: 'error', error: `${ev.op ? `op ${ev.op}: ` : ''}${ev.error}`});
+            break;
+        case 'log':
+            this.log(ev.level || 'info', ev.text);
+            break;
+        case 'stats': {
+            const r = this.pending.get(ev.id);
+            if (r) {
+                this.pending.delete(ev.id);
+                r(ev);
+            }
+            break;
+        }
+        case 'muted':
+        case 'unmuted':
+        case 'closed':
+            this.log('info', ev.event);
+            break;
+        default:
+            this.log('warn', `unknown event from aiortc_peer.py: ${JSON.stringify(ev).slice(0, 200)}`);
+        }
+    }
+
+    deliver(data) {
+        this.send({op: 'signal', data});
+    }
+
+    eval() {
+        throw new Error(`${this.name} is an aiortc participant (no page)`);
+    }
+
+    // The aiortc peer offers at once (its audio track and calls-dc are in the first offer).
+    async init() {
+        if (!this.send({op: 'offer'})) throw new CheckFailed(`${this.name}: aiortc_peer.py is not running (${this.exited})`);
+        return {kind: 'aiortc'};
+    }
+
+    async leavePeer() {
+        if (!this.send({op: 'close'})) return;
+        const t = Date.now();
+        while (!this.exited && Date.now() - t < 3000) await sleep(50);
+    }
+
+    canStat() {
+        return Boolean(this.proc) && !this.exited && !this.leaving;
+    }
+
+    async stats() {
+        const id = this.nextID++;
+        const got = new Promise((resolve) => this.pending.set(id, resolve));
+        if (!this.send({op: 'stats', id})) throw new CheckFailed(`${this.name}: aiortc_peer.py ended (${this.exited})`);
+        const st = await Promise.race([got, sleep(5000).then(() => undefined)]);
+        if (st === undefined) {
+            this.pending.delete(id);
+            throw new CheckFailed(`${this.name}: aiortc_peer.py did not answer a stats request within 5 s`);
+        }
+        if (st === null) throw new CheckFailed(`${this.name}: aiortc_peer.py ended (${this.exited})`);
+        this.lastStats = st;
+        return st;
+    }
+
+    assertAlive() {
+        super.assertAlive();
+        if (this.exited && !this.leaving) throw new CheckFailed(`${this.name}'s aiortc_peer.py ended (${this.exited}): ${this.stderrTail.slice(-3).join(' | ')}`);
     }
 }
 
@@ -684,21 +896,36 @@ async function setup() {
         const stay = S.parts.filter((p) => !p.leaving && p.firstOfferAt);
         for (const p of stay) {
             p.leaving = true;
-            if (p.page) await p.eval(() => window.e2e.leave()).catch(() => {});
+            await p.leavePeer();
             if (!plugin.wsClosed && plugin.ws) plugin.leave(p);
         }
         if (stay.length) await waitFor(3000, 'x', () => stay.every((p) => p.rtcdClosedAt), 50).catch(() => {});
         plugin.close();
     });
     const ids = {callID: mmID(), channelID: mmID()};
-    for (let i = 0; i < N; i++) S.parts.push(new Participant(String.fromCharCode(65 + i), plugin, ids));
+    for (let i = 0; i < N; i++) {
+        // aiortc-chromium: A is the browser, B the aiortc peer.
+        const Kind = AIORTC && i === 1 ? AiortcParticipant : Participant;
+        S.parts.push(new Kind(String.fromCharCode(65 + i), plugin, ids));
+    }
     summary.callID = ids.callID;
+    const pages = S.parts.filter((p) => p.kind === 'chromium');
+    const pyPeers = S.parts.filter((p) => p.kind === 'aiortc');
 
     await check('pages-loaded', async () => {
         const t1 = Date.now();
-        await Promise.all(S.parts.map((p) => p.open(S.browser, staticURL)));
-        return `${N} pages with the ${opts.client} client in ${Date.now() - t1} ms`;
+        await Promise.all(pages.map((p) => p.open(S.browser, staticURL)));
+        return `${pages.length} pages with the ${opts.client} client in ${Date.now() - t1} ms`;
     });
+    if (pyPeers.length) {
+        await check('aiortc-started', async () => {
+            const t1 = Date.now();
+            await Promise.all(pyPeers.map((p) => p.open()));
+            const v = pyPeers[0].versions;
+            summary.aiortc = {interpreter: opts.python, ...v};
+            return `${pyPeers.map((p) => p.name).join(', ')}: aiortc ${v.aiortc} (aioice ${v.aioice}, av ${v.av}, Python ${v.python}) ready in ${Date.now() - t1} ms`;
+        });
+    }
     await check('register', () => plugin.register());
     await check('ws-hello', async () => {
         const hello = await plugin.connect();
@@ -709,7 +936,7 @@ async function setup() {
         return `connID ${hello.connID}`;
     });
     for (const p of S.parts) {
-        summary.sessions[p.name] = {sessionID: p.sessionID, userID: p.userID};
+        summary.sessions[p.name] = {kind: p.kind, sessionID: p.sessionID, userID: p.userID, dcSignaling: p.dcSignaling};
     }
 }
 
@@ -717,13 +944,13 @@ async function joinAll() {
     await check('join-and-offer', async () => {
         for (const p of S.parts) S.plugin.join(p);
         // The plugin's join reaches rtcd before the browser's offer (same WS, in order).
-        await Promise.all(S.parts.map((p) => p.eval((o) => window.e2e.init(o), {
-            dcSignaling: DC_SIGNALING,
+        await Promise.all(S.parts.map((p) => p.init({
+            dcSignaling: p.dcSignaling,
             dcLocking: DC_LOCKING,
             simulcast: false,
             connTimeoutMs: 15000,
         })));
-        await waitFor(5000, () => `no offer from the browser of ${S.parts.filter((p) => !p.offers).map((p) => p.name).join(', ')} within 5 s`,
+        await waitFor(5000, () => `no offer from the peer of ${S.parts.filter((p) => !p.offers).map((p) => p.name).join(', ')} within 5 s`,
             () => S.parts.every((p) => p.offers > 0));
         return S.parts.map((p) => `${p.name}: offer relayed as rtc type 2 at +${((p.firstOfferAt - T0) / 1000).toFixed(2)} s`).join('; ');
     });
@@ -911,9 +1138,23 @@ async function waitVad(p, type, afterIndex, timeoutMs) {
     }, 100);
 }
 
+// A browser participant's first unmute: the page adds the mic track (lock + renegotiation),
+// the plugin sends Unmute (type 4); the renegotiation must complete (A then sends audio RTP).
+async function unmuteBrowser(A) {
+    const r = await A.eval((o) => window.e2e.unmute(o), {synth: opts.audio === 'synth'});
+    S.plugin.rtc(A.sessionID, RTC.UNMUTE);
+    const sent = await waitFor(10000, () => `${A.name}'s audio track was added but ${A.name} sends no audio RTP within 10 s (renegotiation with rtcd not completed? ${A.name}'s signalingState, offers: ${A.offers} via WS)`, async () => {
+        A.assertAlive();
+        const st = await A.stats();
+        const out = (st.outbound || []).filter((o) => o.kind === 'audio' && o.packetsSent > 0);
+        return out.length && st.signalingState === 'stable' && out[0].packetsSent;
+    }, 200);
+    return `track ${r.trackID} (${r.label || opts.audio}) negotiated, ${sent} packets sent`;
+}
+
 async function leaveParticipant(p) {
     p.leaving = true;
-    await p.eval(() => window.e2e.leave()).catch(() => {});
+    await p.leavePeer();
     S.plugin.leave(p);
     const t = Date.now();
     await waitFor(5000, `no close {sessionID} from rtcd within 5 s after leave of ${p.name}`, () => p.rtcdClosedAt);
@@ -948,18 +1189,7 @@ async function scenarioThreeParty() {
     const others = (...ex) => S.parts.filter((p) => !ex.includes(p));
 
     // A unmutes: first unmute adds the mic track (lock + renegotiation), then Unmute (type 4).
-    await check('unmute-A', async () => {
-        const r = await A.eval((o) => window.e2e.unmute(o), {synth: opts.audio === 'synth'});
-        S.plugin.rtc(A.sessionID, RTC.UNMUTE);
-        // The renegotiation adding the track must complete: A then sends RTP to rtcd.
-        const sent = await waitFor(10000, () => `A's audio track was added but A sends no audio RTP within 10 s (renegotiation with rtcd not completed? A's signalingState, offers: ${A.offers} via WS)`, async () => {
-            A.assertAlive();
-            const st = await A.stats();
-            const out = (st.outbound || []).filter((o) => o.kind === 'audio' && o.packetsSent > 0);
-            return out.length && st.signalingState === 'stable' && out[0].packetsSent;
-        }, 200);
-        return `track ${r.trackID} (${r.label || opts.audio}) negotiated, ${sent} packets sent`;
-    });
+    await check('unmute-A', () => unmuteBrowser(A));
     const unmutedAt = Date.now();
     const vadIndex = A.vad.length;
     await check('audio-A-received', async () => expectAudio(A, others(A), 15000));
@@ -1050,6 +1280,107 @@ async function scenarioThreeParty() {
     for (const p of rest) await check(`leave-${p.name}`, () => leaveParticipant(p));
 }
 
+// One Chromium participant (A, the --client library) and one aiortc participant (B,
+// aiortc_peer.py, dcSignaling false: all its SDP over the WebSocket) exchange audio.
+async function scenarioAiortcChromium() {
+    await setup();
+    await joinAll();
+    const [A, B] = S.parts;
+
+    // B's tone track was in its first offer; the plugin sends Unmute as it would when the user
+    // unmutes (the voice track starts enabled, so this is a no-op for forwarding).
+    await check('unmute-B', async () => {
+        S.plugin.rtc(B.sessionID, RTC.UNMUTE);
+        const sent = await waitFor(5000, `B (aiortc) sends no audio RTP within 5 s of connecting`, async () => {
+            B.assertAlive();
+            const st = await B.stats();
+            const out = (st.outbound || []).filter((o) => o.kind === 'audio' && o.packetsSent > 0);
+            return out.length && out[0].packetsSent;
+        }, 200);
+        return `aiortc sends its ${opts['aiortc-tone']} 440 Hz tone, ${sent} packets sent`;
+    });
+    const vadIndexB = B.vad.length;
+    const unmutedB = Date.now();
+    // rtcd adds B's voice track to A (server offer over DC or WS, MediaMap), A plays it.
+    await check('audio-B-received', async () => expectAudio(B, [A], 15000));
+    if (opts['aiortc-tone'] === 'gated') {
+        // aiortc sends the RFC 6464 audio level; the gated tone varies it like speech.
+        await check('vad-voice-on-B', async () => {
+            const left = Math.max(1000, 12000 - (Date.now() - unmutedB));
+            const ev = await waitVad(B, 'VoiceOn', vadIndexB, left);
+            if (ev.userIDOk === false || ev.callIDOk === false) throw new CheckFailed(`vad VoiceOn for B has wrong user_id/call_id (${JSON.stringify(ev)})`);
+            return `VoiceOn at +${ev.at.toFixed(2)} s (${((ev.at * 1000 + T0 - unmutedB) / 1000).toFixed(2)} s after Unmute)`;
+        });
+    }
+
+    // A unmutes (fake microphone, first unmute: track added + renegotiation with rtcd), then
+    // rtcd renegotiates with B: a server offer over the WebSocket, answered by aiortc.
+    await check('unmute-A', () => unmuteBrowser(A));
+    await check('audio-A-received-by-aiortc', async () => expectAudioAtAiortc(A, B, 15000));
+
+    if (SECONDS > 0) {
+        progress(`steady state for ${SECONDS} s`);
+        await check('steady-state', async () => {
+            const [a1, b1] = await Promise.all([A.stats(), B.stats()]);
+            await sleep(SECONDS * 1000);
+            const [a2, b2] = await Promise.all([A.stats(), B.stats()]);
+            A.assertAlive();
+            B.assertAlive();
+            for (const [p, st] of [[A, a2], [B, b2]]) {
+                if (st.connectionState !== 'connected') throw new CheckFailed(`${p.name}: connectionState ${st.connectionState}`);
+            }
+            const dA = sum(inboundFrom(a2, 'audio', B), (x) => x.packetsReceived) - sum(inboundFrom(a1, 'audio', B), (x) => x.packetsReceived);
+            const dB = sum(inboundFrom(b2, 'audio', A), (x) => x.packetsReceived) - sum(inboundFrom(b1, 'audio', A), (x) => x.packetsReceived);
+            const fB = sum(inboundFrom(b2, 'audio', A), (x) => x.frames) - sum(inboundFrom(b1, 'audio', A), (x) => x.frames);
+            if (dA <= 0) throw new CheckFailed(`audio from B (aiortc) stopped at A: +${dA} packets in ${SECONDS} s`);
+            if (dB <= 0 || fB <= 0) throw new CheckFailed(`audio from A stopped at B (aiortc): +${dB} packets, +${fB} decoded frames in ${SECONDS} s`);
+            return {A: `audio from B +${dA} pkts, lost ${sum(a2.inbound || [], (x) => x.packetsLost)}`,
+                B: `audio from A +${dB} pkts, +${fB} frames decoded, lost ${sum(b2.inbound || [], (x) => x.packetsLost)}`};
+        });
+    }
+
+    // B mutes: aiortc stops sending RTP (as replaceTrack(null) does) + Mute (type 3).
+    const vadBeforeMute = B.vad.length;
+    await check('mute-B', async () => {
+        B.send({op: 'mute'});
+        S.plugin.rtc(B.sessionID, RTC.MUTE);
+        await sleep(1000);
+        const [{a, b}] = await twoSamples([A], 2000);
+        const d = sum(inboundFrom(b, 'audio', B), (x) => x.packetsReceived) - sum(inboundFrom(a, 'audio', B), (x) => x.packetsReceived);
+        if (d > 2) throw new CheckFailed(`audio from B still arriving at A after mute: +${d} packets in 2 s`);
+        return `A: +${d} audio packets from B in 2 s`;
+    });
+    if (opts['aiortc-tone'] === 'gated') {
+        await waitVad(B, 'VoiceOff', vadBeforeMute, 3000).catch(() => warn('vad-voice-off-B', 'no VoiceOff for B within 3 s of Mute (spec: Mute resets VAD and always emits VoiceOff)'));
+    }
+
+    await check('leave-B', () => leaveParticipant(B));
+    await check('leave-A', () => leaveParticipant(A));
+}
+
+// Waits until the aiortc participant `r` receives audio from `sender`: more than 50 packets,
+// rising, decoded, with a non-zero decoded peak (aiortc has no audioLevel stat).
+async function expectAudioAtAiortc(sender, r, timeoutMs) {
+    return withDiag(sender, [r], 'audio', async () => {
+        let last = 'no remote audio track';
+        let prev;
+        const got = await waitFor(timeoutMs, () => `no audio from ${sender.name} decoded at ${r.name} (aiortc) within ${timeoutMs / 1000} s (${last}; server offers answered by aiortc: ${r.answersSent}, signal errors: ${r.signalErrors.join(' / ') || 'none'})`, async () => {
+            r.assertAlive();
+            const st = await r.stats();
+            const ins = inboundFrom(st, 'audio', sender);
+            if (!ins.length) return false;
+            const pk = sum(ins, (x) => x.packetsReceived);
+            const frames = sum(ins, (x) => x.frames);
+            const peak = Math.max(...ins.map((x) => x.peak || 0));
+            last = `tracks ${ins.map((x) => `${x.trackIdentifier} mid ${x.mid}`).join(', ')}: packets ${pk}, lost ${sum(ins, (x) => x.packetsLost)}, frames decoded ${frames}, peak ${peak}`;
+            const ok = pk > 50 && prev !== undefined && pk > prev && frames > 0 && peak > 0;
+            prev = pk;
+            return ok && last;
+        }, 500);
+        return got;
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Main
 
@@ -1068,7 +1399,7 @@ async function finalStats() {
             signalErrors: p.signalErrors,
             closedByRtcd: p.rtcdClosedAt ? Number(((p.rtcdClosedAt - T0) / 1000).toFixed(3)) : null,
         });
-        if (p.page && !p.leaving) {
+        if (p.canStat()) {
             try {
                 const st = await Promise.race([p.stats(), sleep(3000).then(() => null)]);
                 if (st) {
@@ -1085,6 +1416,14 @@ async function finalStats() {
                 }
             } catch { /* page gone */ }
         }
+        if (p.kind === 'aiortc') {
+            s.aiortc = {exited: p.exited, connectionStates: p.connectionStates};
+            const ls = p.lastStats;
+            if (ls) { // the last stats taken before it left (aiortc has no page to ask afterwards)
+                s.aiortc.lastStats = {t: ls.t, connectionState: ls.connectionState, signalingState: ls.signalingState, dcIn: ls.dcIn, transceivers: ls.transceivers, selectedPair: ls.selectedPair, inbound: ls.inbound, outbound: ls.outbound};
+            }
+            if (summary.failed) s.aiortc.stderrTail = p.stderrTail.slice(-20);
+        }
         if (summary.failed) s.lastLogs = p.logs.slice(-15);
     }
     if (S.plugin) summary.ws = {sent: S.plugin.sent, received: S.plugin.received};
@@ -1094,8 +1433,8 @@ async function finalStats() {
 }
 
 async function main() {
-    const scenario = opts.scenario === 'connect' ? scenarioConnect : scenarioThreeParty;
-    progress(`scenario ${opts.scenario}, client ${opts.client} (dcSignaling ${DC_SIGNALING}, dcLocking ${DC_LOCKING}), ${N} participants`);
+    const scenario = {'connect': scenarioConnect, 'three-party': scenarioThreeParty, 'aiortc-chromium': scenarioAiortcChromium}[opts.scenario];
+    progress(`scenario ${opts.scenario}, client ${opts.client} (dcSignaling ${DC_SIGNALING}, dcLocking ${DC_LOCKING}), ${N} participants${AIORTC ? ' (A: Chromium, B: aiortc, dcSignaling false)' : ''}`);
     let timer;
     const timeout = new Promise((_, reject) => {
         timer = setTimeout(() => reject(new CheckFailed(`scenario did not finish within ${SCENARIO_TIMEOUT_MS / 1000} s`)), SCENARIO_TIMEOUT_MS);

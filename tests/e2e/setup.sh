@@ -1,8 +1,10 @@
 #!/bin/sh
 # Installs what the browser end-to-end tests need, idempotently, on Debian 12 as root:
 # Debian's Chromium (Playwright drives it; never `npx playwright install`), nftables and
-# iproute2 (run-in-netns.sh), the npm packages of package-lock.json (npm ci), and the two
-# client bundles in dist/ (node build.mjs). Node.js >= 18 with npm must already be installed.
+# iproute2 (run-in-netns.sh), the npm packages of package-lock.json (npm ci), the two
+# client bundles in dist/ (node build.mjs), and a Python venv in .venv with aiortc from PyPI
+# (requirements-aiortc.txt) for the aiortc-chromium scenario. Node.js >= 18 with npm and
+# Python >= 3.9 with its venv module (python3 on PATH, or $PYTHON) must already be installed.
 #
 #   sh tests/e2e/setup.sh
 set -eu
@@ -37,4 +39,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 log "building dist/current.js and dist/legacy.js"
 node build.mjs
-log "ready: $(node -e 'console.log(require("playwright-core/package.json").version)' 2>/dev/null | sed 's/^/playwright-core /')"
+
+# The aiortc participant's venv: (re)installed only when requirements-aiortc.txt changed since
+# the last install or the venv's interpreter is gone (~5 s from PyPI wheels, ~160 MB).
+py=${PYTHON:-python3}
+vstamp=.venv/.e2e-requirements.sha256
+vwant=$(sha256sum requirements-aiortc.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c '' 2>/dev/null || [ ! -f "$vstamp" ] || [ "$(cat "$vstamp")" != "$vwant" ]; then
+    command -v "$py" >/dev/null 2>&1 || { log "$py not found: install Python 3 (with venv)"; exit 1; }
+    log "python venv .venv: pip install -r requirements-aiortc.txt ($("$py" --version 2>&1))"
+    rm -rf .venv
+    "$py" -m venv .venv || { log "$py -m venv failed (Debian: apt-get install python3-venv)"; exit 1; }
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-input -r requirements-aiortc.txt >&2
+    echo "$vwant" > "$vstamp"
+fi
+log "ready: $(node -e 'console.log(require("playwright-core/package.json").version)' 2>/dev/null | sed 's/^/playwright-core /'), $(.venv/bin/python -c 'import aiortc, av; print("aiortc", aiortc.__version__, "av", av.__version__)')"

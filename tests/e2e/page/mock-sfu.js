@@ -61,8 +61,10 @@
         };
         s.pc.ontrack = (ev) => {
             // The client answers our video offers with sendrecv (its Firefox workaround), which
-            // fires ontrack on the transceivers we send on: not a published track.
-            if ([...s.sent.values()].includes(ev.transceiver.sender)) return;
+            // fires ontrack on the transceivers we send on: not a published track (no stream).
+            // A client's addTrack may also reuse a transceiver we send on (Chrome reuses one that
+            // never sent): that track comes with its stream and is published.
+            if ([...s.sent.values()].includes(ev.transceiver.sender) && !ev.streams.length) return;
             const src = {sid, track: ev.track};
             sources.push(src);
             log(`track ${ev.track.kind} from ${sid}`);
