@@ -25,6 +25,9 @@ use crate::sfu::session::Datagram;
 pub const FIRST_STUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Packets queued per connection for writing; more are dropped.
 pub const WRITE_QUEUE: usize = 1024;
+/// Connections that have not yet been routed to a session (or are routed and open) at most;
+/// further connections are closed at once so junk connections cannot exhaust the daemon.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// Largest RFC 4571 frame.
 const MAX_FRAME: usize = u16::MAX as usize;
 
@@ -38,6 +41,7 @@ pub async fn serve(
     workers: Vec<Sender<Input>>,
     stop: CancellationToken,
 ) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -50,10 +54,15 @@ pub async fn serve(
             },
             _ = stop.cancelled() => return,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "ice-tcp: {MAX_CONNECTIONS} connections open, refusing another");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let workers = workers.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(why) = connection(stream, peer, advertised, &workers, stop).await {
                 tracing::debug!(%peer, "ice-tcp connection closed: {why}");
             }
