@@ -121,31 +121,7 @@ async fn drain_timeout_closes_remaining_sessions() {
     // A real participant keeps its media session alive through the drain.
     ws.join(&join("call", "u1", "s1")).await.unwrap();
     let (mut peer, offer) = RtcPeer::new();
-    ws.rtc(&rtcd::ws::codec::RtcMessage {
-        session_id: "s1".into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut answered = false;
-    let mut candidates = Vec::new();
-    while !answered || candidates.len() < 2 {
-        match ws.recv_timeout(T).await.unwrap() {
-            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
-                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
-                answered = true;
-            }
-            ServerMessage::Rtc(msg) => {
-                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    for candidate in &candidates {
-        peer.add_candidate(candidate);
-    }
+    rtc_peer::negotiate(&mut ws, "s1", &mut peer, offer).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let peer_stop = stop.clone();
     let peer_task = tokio::task::spawn_blocking(move || {

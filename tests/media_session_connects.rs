@@ -114,31 +114,7 @@ async fn ice_tcp_when_udp_is_not_an_option() {
     let mut ws = plugin.connect().await.unwrap();
     ws.join(&join("call", "user", "tcp-sess")).await.unwrap();
     let (mut peer, offer) = RtcPeer::tcp_only();
-    ws.rtc(&RtcMessage {
-        session_id: "tcp-sess".into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut answered = false;
-    let mut candidates = Vec::new();
-    while !answered || candidates.len() < 2 {
-        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
-                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
-                answered = true;
-            }
-            ServerMessage::Rtc(msg) => {
-                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    for candidate in &candidates {
-        peer.add_candidate(candidate);
-    }
+    let candidates = rtc_peer::negotiate(&mut ws, "tcp-sess", &mut peer, offer).await;
     let tcp = candidates
         .iter()
         .find(|c| c.contains("tcptype passive"))
@@ -179,35 +155,11 @@ async fn ipv6_loopback_when_enabled() {
     let mut ws = plugin.connect().await.unwrap();
     ws.join(&join("call", "user", "v6")).await.unwrap();
     let (mut peer, offer) = RtcPeer::ipv6();
-    ws.rtc(&RtcMessage {
-        session_id: "v6".into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut answered = false;
-    let mut candidates = Vec::new();
-    while !answered || candidates.len() < 2 {
-        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-            ServerMessage::Rtc(msg) if msg.msg_type == 2 => {
-                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
-                answered = true;
-            }
-            ServerMessage::Rtc(msg) => {
-                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap())
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    let candidates = rtc_peer::negotiate(&mut ws, "v6", &mut peer, offer).await;
     assert!(
         candidates.iter().all(|c| c.contains(" ::1 ")),
         "{candidates:?}"
     );
-    for candidate in &candidates {
-        peer.add_candidate(candidate);
-    }
     let peer = tokio::task::spawn_blocking(move || {
         assert!(
             peer.run_until(Duration::from_secs(10), |p| p.dc_open),

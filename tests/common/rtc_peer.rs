@@ -427,17 +427,53 @@ impl RtcPeer {
     }
 }
 
-/// Joins `session` into `call` over the plugin WebSocket and connects a peer: offer over the
-/// WebSocket, then the answer and both trickled candidates back (other sessions' messages
-/// are skipped).
+/// Sends `offer` for `session` over the plugin WebSocket, then applies the SFU's answer and
+/// both trickled candidates (UDP, TCP) to `peer`; other sessions' messages are skipped.
+/// Returns the candidate messages.
+pub async fn negotiate(
+    ws: &mut rtcd::client::WsClient,
+    session: &str,
+    peer: &mut RtcPeer,
+    offer: String,
+) -> Vec<String> {
+    use rtcd::ws::codec::{RtcMessage, ServerMessage};
+    ws.rtc(&RtcMessage {
+        session_id: session.into(),
+        msg_type: 2,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut answered = false;
+    let mut candidates = Vec::new();
+    while !answered || candidates.len() < 2 {
+        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
+            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 2 => {
+                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
+                answered = true;
+            }
+            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 1 => {
+                candidates.push(String::from_utf8(msg.data.unwrap()).unwrap());
+            }
+            _ => {}
+        }
+    }
+    for candidate in &candidates {
+        peer.add_candidate(candidate);
+    }
+    candidates
+}
+
+/// Joins `session` into `call` over the plugin WebSocket and connects a peer (see
+/// [`negotiate`]).
 pub async fn connect(
     ws: &mut rtcd::client::WsClient,
     call: &str,
     session: &str,
     audio: bool,
 ) -> RtcPeer {
-    use rtcd::ws::codec::{JoinData, RtcMessage, ServerMessage};
-    ws.join(&JoinData {
+    ws.join(&rtcd::ws::codec::JoinData {
         call_id: call.into(),
         user_id: format!("user-{session}"),
         session_id: session.into(),
@@ -448,28 +484,6 @@ pub async fn connect(
     .await
     .unwrap();
     let (mut peer, offer) = RtcPeer::with_audio(audio);
-    ws.rtc(&RtcMessage {
-        session_id: session.into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut answered = false;
-    let mut candidates = 0;
-    while !answered || candidates < 2 {
-        match ws.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 2 => {
-                peer.apply_answer(&String::from_utf8(msg.data.unwrap()).unwrap());
-                answered = true;
-            }
-            ServerMessage::Rtc(msg) if msg.session_id == session && msg.msg_type == 1 => {
-                peer.add_candidate(&String::from_utf8(msg.data.unwrap()).unwrap());
-                candidates += 1;
-            }
-            _ => {}
-        }
-    }
+    negotiate(ws, session, &mut peer, offer).await;
     peer
 }
