@@ -236,3 +236,50 @@ fn stun_binding(user: &str) -> Vec<u8> {
     packet.extend_from_slice(&attrs);
     packet
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_the_client_never_releases_is_released_after_15_s() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let mut ws = plugin.connect().await.unwrap();
+    let listener = connect(&mut ws, "call", "listener", false).await;
+    let listener = tokio::task::spawn_blocking(move || {
+        let mut listener = listener;
+        assert!(listener.run_until(Duration::from_secs(10), |p| p.dc_open));
+        listener.send_dc(&[0x07]); // Lock, never unlocked
+        assert!(listener.run_until(Duration::from_secs(5), |p| !p.dc_messages.is_empty()));
+        assert_eq!(listener.dc_messages[0], [0xcc, 0x07, 0xc3]);
+        listener
+    })
+    .await
+    .unwrap();
+    let locked_at = std::time::Instant::now();
+    let speaker = connect(&mut ws, "call", "speaker", true).await;
+    let speaker_thread = std::thread::spawn(move || {
+        let mut speaker = speaker;
+        assert!(speaker.run_until(Duration::from_secs(10), |p| p.connected));
+        for _ in 0..1000 {
+            speaker.send_audio();
+            speaker.run_until(Duration::from_millis(20), |_| false);
+        }
+    });
+    let listener = tokio::task::spawn_blocking(move || {
+        let mut listener = listener;
+        listener.run_until(Duration::from_secs(25), |p| p.server_offers >= 1);
+        listener
+    })
+    .await
+    .unwrap();
+    let waited = locked_at.elapsed();
+    assert!(listener.server_offers >= 1, "the server offer never came");
+    assert!(
+        waited >= Duration::from_secs(14),
+        "offered while the client held the lock ({waited:?})"
+    );
+    assert!(daemon.log_text().contains("releasing it"));
+    speaker_thread.join().unwrap();
+}

@@ -150,9 +150,10 @@ pub struct Session {
     /// Our own offer awaiting the client's answer.
     making_offer: bool,
     dc: Option<RTCDataChannelId>,
-    dc_opened_at: Option<Instant>,
     /// The signaling lock (client Lock/Unlock, SFU renegotiation).
     locked: bool,
+    /// When the client took the lock (auto-released after [`CLIENT_LOCK_TIMEOUT`]).
+    client_lock_since: Option<Instant>,
     connected_at: Option<Instant>,
     closed: Option<CloseReason>,
     /// Tracks this participant publishes, by source track ID.
@@ -171,6 +172,10 @@ pub struct Session {
     screen_stream: Option<String>,
     video_stream: Option<String>,
 }
+
+/// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
+/// forever, silently dropping every server change for that session).
+pub const CLIENT_LOCK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long the SFU waits for the answer to its offer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -199,8 +204,8 @@ impl Session {
             signaling: RTCSignalingState::Stable,
             making_offer: false,
             dc: None,
-            dc_opened_at: None,
             locked: false,
+            client_lock_since: None,
             connected_at: None,
             closed: None,
             published: Vec::new(),
@@ -596,10 +601,16 @@ impl Session {
             .offer_sent_at
             .filter(|_| self.making_offer)
             .map(|t| t + ANSWER_TIMEOUT);
-        [self.pc.poll_timeout(), offer_deadline, answer_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        let lock_deadline = self.client_lock_since.map(|t| t + CLIENT_LOCK_TIMEOUT);
+        [
+            self.pc.poll_timeout(),
+            offer_deadline,
+            answer_deadline,
+            lock_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs timers due at `now`.
@@ -621,6 +632,17 @@ impl Session {
             self.making_offer = false;
             self.locked = false;
             self.offer_sent_at = None;
+        }
+        if self
+            .client_lock_since
+            .is_some_and(|t| now >= t + CLIENT_LOCK_TIMEOUT)
+        {
+            tracing::warn!(session_id = %self.config.session_id, "client held the signaling lock for {CLIENT_LOCK_TIMEOUT:?}; releasing it");
+            self.client_lock_since = None;
+            self.locked = false;
+            if self.renegotiation_pending {
+                self.negotiate(now, out);
+            }
         }
         if self.pc.poll_timeout().is_some_and(|t| t <= now)
             && let Err(err) = self.pc.handle_timeout(now)
@@ -862,6 +884,7 @@ impl Session {
                 let acquired = !self.locked && !self.making_offer;
                 if acquired {
                     self.locked = true;
+                    self.client_lock_since = Some(now);
                 }
                 self.send_dc(now, dc, &dc_protocol::encode_lock_reply(acquired));
             }
@@ -870,6 +893,7 @@ impl Session {
                     tracing::debug!(session_id = %self.config.session_id, "unlock of a free lock ignored");
                 }
                 self.locked = false;
+                self.client_lock_since = None;
                 if self.renegotiation_pending {
                     self.negotiate(now, out);
                 }
@@ -1085,7 +1109,6 @@ impl Session {
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
                 self.dc = Some(dc);
-                self.dc_opened_at = Some(now);
                 if let Some(answered_at) = self.answered_at {
                     self.metrics
                         .rtc_dc_open_time
