@@ -85,8 +85,8 @@ pub struct Outputs {
 /// A packet of a published track, to forward to the rest of the call.
 #[derive(Debug)]
 pub struct InboundRtp {
-    pub publisher: String,
-    pub source_id: String,
+    /// `(publisher session, source track ID)` of the track (shared, not allocated per packet).
+    pub key: Arc<(String, String)>,
     pub packet: rtc::rtp::packet::Packet,
     /// RFC 6464 level byte of a voice packet, re-added with each receiver's extension ID.
     pub audio_level: Option<u8>,
@@ -479,8 +479,7 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
-        let key = (inbound.publisher.clone(), inbound.source_id.clone());
-        let Some(leg) = self.legs.get_mut(&key) else {
+        let Some(leg) = self.legs.get_mut(&*inbound.key) else {
             return;
         };
         if leg.payload_type.is_none() {
@@ -975,9 +974,9 @@ impl Session {
                                 continue;
                             }
                         }
+                        let key = track.key.clone();
                         out.rtp.push(InboundRtp {
-                            publisher: self.config.session_id.clone(),
-                            source_id: track_id,
+                            key,
                             packet,
                             audio_level,
                         });
@@ -1039,6 +1038,7 @@ impl Session {
             kind,
             mime: mime.clone(),
             out_id: tracks::out_track_id(kind, &session_id),
+            key: Arc::new((session_id.clone(), init.track_id.clone())),
         };
         if kind == TrackKind::Voice {
             self.voice_level_ext = level_ext;

@@ -88,6 +88,9 @@ pub struct PublishedTrack {
     pub mime: String,
     /// ID of the forwarded track at receivers.
     pub out_id: String,
+    /// `(publisher, source_id)`, shared by every packet of the track so forwarding can look up
+    /// receivers' legs without building a key per packet.
+    pub key: std::sync::Arc<(String, String)>,
 }
 
 #[cfg(test)]
@@ -128,6 +131,7 @@ mod tests {
             kind: TrackKind::Screen,
             mime: mime.into(),
             out_id: "x".into(),
+            key: std::sync::Arc::new(("p".into(), mime.into())),
         };
         let both = [track("video/VP8"), track("video/AV1")];
         let vp8_only = [track("video/VP8")];

@@ -31,9 +31,9 @@ pub struct Worker {
     by_flow: HashMap<FlowKey, String>,
     flows_of: HashMap<String, Vec<FlowKey>>,
     /// call ID → its sessions (all on this worker).
-    calls: HashMap<String, Vec<String>>,
-    /// Reused list of receivers during fan-out (no allocation per packet).
-    receivers: Vec<String>,
+    calls: HashMap<String, Vec<Arc<str>>>,
+    /// Reused list of receivers during fan-out (reference counts, no allocation per packet).
+    receivers: Vec<Arc<str>>,
     /// What the driver must send and report.
     pub out: Outputs,
 }
@@ -100,7 +100,7 @@ impl Worker {
         self.calls
             .entry(config.call_id.clone())
             .or_default()
-            .push(config.session_id.clone());
+            .push(Arc::from(config.session_id.as_str()));
         tracing::info!(session_id = %config.session_id, call_id = %config.call_id, worker = self.index, "media session created");
         self.sessions.insert(config.session_id.clone(), session);
         Ok(())
@@ -125,7 +125,7 @@ impl Worker {
         let call_id = session.config.call_id.clone();
         let mut others = Vec::new();
         if let Some(members) = self.calls.get_mut(&call_id) {
-            members.retain(|m| m != session_id);
+            members.retain(|m| &**m != session_id);
             others = members.clone();
             if members.is_empty() {
                 self.calls.remove(&call_id);
@@ -156,18 +156,20 @@ impl Worker {
 
     /// Fills `self.receivers` with the other sessions of `session_id`'s call.
     fn collect_receivers(&mut self, session_id: &str) {
-        self.receivers.clear();
-        let Some(call_id) = self
-            .sessions
+        let Self {
+            sessions,
+            calls,
+            receivers,
+            ..
+        } = self;
+        receivers.clear();
+        let Some(members) = sessions
             .get(session_id)
-            .map(|s| s.config.call_id.clone())
+            .and_then(|s| calls.get(&s.config.call_id))
         else {
             return;
         };
-        if let Some(members) = self.calls.get(&call_id) {
-            self.receivers
-                .extend(members.iter().filter(|m| *m != session_id).cloned());
-        }
+        receivers.extend(members.iter().filter(|m| &***m != session_id).cloned());
     }
 
     /// Applies what sessions reported to the rest of their calls: new tracks, sessions
@@ -203,7 +205,7 @@ impl Worker {
             for track in published {
                 self.collect_receivers(&track.publisher);
                 for receiver in std::mem::take(&mut self.receivers) {
-                    if self.sessions.get(&receiver).is_some_and(Session::is_ready)
+                    if self.sessions.get(&*receiver).is_some_and(Session::is_ready)
                         && self.wants(&receiver, &track)
                     {
                         self.with_session(&receiver, |s, out| s.add_forwarded(now, &track, out));
@@ -214,7 +216,7 @@ impl Worker {
                 self.collect_receivers(&session_id);
                 let tracks: Vec<_> = std::mem::take(&mut self.receivers)
                     .iter()
-                    .filter_map(|p| self.sessions.get(p))
+                    .filter_map(|p| self.sessions.get(&**p))
                     .flat_map(|p| p.published().to_vec())
                     .collect();
                 for track in tracks {
@@ -224,7 +226,7 @@ impl Worker {
                 }
             }
             for inbound in rtp {
-                self.collect_receivers(&inbound.publisher);
+                self.collect_receivers(&inbound.key.0);
                 let receivers = std::mem::take(&mut self.receivers);
                 for receiver in &receivers {
                     self.with_session(receiver, |s, out| s.forward(now, &inbound, out));
@@ -267,7 +269,7 @@ impl Worker {
             let others = std::mem::take(&mut self.receivers);
             let busy = others
                 .iter()
-                .any(|o| self.sessions.get(o).is_some_and(Session::is_sharing));
+                .any(|o| self.sessions.get(&**o).is_some_and(Session::is_sharing));
             if busy {
                 tracing::warn!(
                     session_id,
