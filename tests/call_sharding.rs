@@ -7,7 +7,6 @@ mod rtc_peer;
 
 use std::time::Duration;
 
-use common::{Daemon, KEY, base_config};
 use rtc_peer::connect;
 use rtcd::net::runtime::shard;
 
@@ -25,13 +24,7 @@ async fn calls_on_different_workers_both_flow() {
         .find(|c| shard(c, workers) != shard(&busy_call, workers))
         .unwrap();
 
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (daemon, _plugin, mut ws) = common::registered_plugin().await;
 
     let mut peers = Vec::new();
     for (call, session, audio) in [

@@ -17,13 +17,7 @@ const T: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn drain_waits_for_sessions_then_exits() {
-    let mut daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (mut daemon, plugin, mut ws) = common::registered_plugin().await;
     let ready = plugin
         .request(Method::GET, "/readyz", None, None)
         .await
@@ -88,13 +82,7 @@ async fn drain_waits_for_sessions_then_exits() {
 
 #[tokio::test]
 async fn second_signal_exits_at_once() {
-    let mut daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (mut daemon, _plugin, mut ws) = common::registered_plugin().await;
     ws.join(&join("call", "u1", "s1")).await.unwrap();
     assert!(daemon.wait_log("session joined", T));
     daemon.signal("INT");

@@ -14,13 +14,7 @@ use rtcd::ws::codec::{RtcMessage, ServerMessage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offer_answer_ice_dtls_and_data_channel() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (daemon, _plugin, mut ws) = common::registered_plugin().await;
     ws.join(&join("call", "user", "sess")).await.unwrap();
 
     let (mut peer, offer) = RtcPeer::new();
@@ -105,13 +99,7 @@ async fn offer_answer_ice_dtls_and_data_channel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_tcp_when_udp_is_not_an_option() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (_daemon, _plugin, mut ws) = common::registered_plugin().await;
     ws.join(&join("call", "user", "tcp-sess")).await.unwrap();
     let (mut peer, offer) = RtcPeer::tcp_only();
     let candidates = rtc_peer::negotiate(&mut ws, "tcp-sess", &mut peer, offer).await;
@@ -175,13 +163,7 @@ async fn ipv6_loopback_when_enabled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_offers_close_only_that_session() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (_daemon, plugin, mut ws) = common::registered_plugin().await;
     // A healthy participant first.
     let good = rtc_peer::connect(&mut ws, "call", "good", false).await;
     let good = tokio::task::spawn_blocking(move || {

@@ -141,13 +141,7 @@ async fn plugin_flow_end_to_end() {
 
 #[tokio::test]
 async fn session_without_offer_is_closed_after_ten_seconds() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (_daemon, plugin, mut ws) = common::registered_plugin().await;
     let started = std::time::Instant::now();
     ws.join(&join("call", "user", "quiet")).await.unwrap();
     let message = ws.recv_timeout(Duration::from_secs(15)).await.unwrap();

@@ -8,19 +8,12 @@ mod rtc_peer;
 
 use std::time::Duration;
 
-use common::{Daemon, KEY, base_config};
 use rtc_peer::connect;
 use rtcd::ws::codec::{RtcMessage, ServerMessage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_reaches_the_other_participant() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (_daemon, plugin, mut ws) = common::registered_plugin().await;
 
     let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
@@ -137,13 +130,7 @@ async fn voice_reaches_the_other_participant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_on_the_media_port_does_not_disturb_a_call() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (daemon, plugin, mut ws) = common::registered_plugin().await;
     let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
         let mut listener = listener;
@@ -239,13 +226,7 @@ fn stun_binding(user: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_client_never_releases_is_released_after_15_s() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (daemon, _plugin, mut ws) = common::registered_plugin().await;
     let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
         let mut listener = listener;

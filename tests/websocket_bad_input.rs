@@ -13,13 +13,7 @@ const T: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn bad_messages_are_dropped_and_the_connection_stays() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (daemon, plugin, mut ws) = common::registered_plugin().await;
     let mut bystander = plugin.connect().await.unwrap();
     bystander
         .join(&join("call-b", "u", "bystander"))

@@ -255,3 +255,16 @@ fn rand_u16() -> u16 {
     );
     h.finish() as u16
 }
+
+/// A daemon with self-registration on, the plugin client `mm` registered, and its WebSocket
+/// (past `hello`): the common start of the call tests.
+pub async fn registered_plugin() -> (Daemon, Client, rtcd::client::WsClient) {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let plugin = daemon.client_as("mm", KEY);
+    plugin.register("mm", KEY).await.unwrap();
+    let ws = plugin.connect().await.unwrap();
+    (daemon, plugin, ws)
+}
