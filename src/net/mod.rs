@@ -9,3 +9,4 @@ pub mod discovery;
 pub mod runtime;
 pub mod stun;
 pub mod tcp;
+pub mod turn;

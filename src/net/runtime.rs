@@ -4,9 +4,11 @@
 //! that routes datagrams to the worker owning their session (STUN ufrag prefix for new flows,
 //! then the learned peer address), and one thread per worker running a [`Worker`] shard with its
 //! timers. Calls are sharded by call ID so every session of a call lives on one worker.
+//! Sessions with SFU-side TURN get one connected socket per TURN server, read by a small
+//! tokio task that hands datagrams to the session's worker.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,10 +19,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::addresses::{self, Advertised, Protocol};
 use super::tcp::{self, TcpWriter};
+use super::turn::{self, TurnServer};
 use super::{discovery, stun};
 use crate::calls::SessionConfig;
-use crate::config::RtcConfig;
+use crate::config::{RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaPlane, Signal};
+use crate::sfu::relay::RelayTransport;
 use crate::sfu::session::Datagram;
 use crate::sfu::worker::Worker;
 
@@ -67,6 +71,11 @@ pub enum Input {
     TcpClosed {
         local: SocketAddr,
         peer: SocketAddr,
+    },
+    /// A datagram from a TURN server on a session's relay socket `local`.
+    RelayDatagram {
+        local: SocketAddr,
+        data: BytesMut,
     },
     Create(Arc<SessionConfig>),
     Close(String),
@@ -123,6 +132,11 @@ impl SfuPlane {
         let advertised = addresses::advertised(&local_ips, &nat, udp_port, tcp_port, port_override);
         log_advertised(&advertised, config);
 
+        let relay_plan = Arc::new(RelayPlan {
+            servers: turn::turn_servers(&config.ice_servers, &config.turn, config.enable_ipv6),
+            turn: config.turn.clone(),
+        });
+        let runtime = tokio::runtime::Handle::current();
         let stopping = Arc::new(AtomicBool::new(false));
         let worker_count = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -148,13 +162,18 @@ impl SfuPlane {
         let mut workers = Vec::new();
         for index in 0..worker_count {
             let (tx, rx) = crossbeam_channel::bounded(WORKER_QUEUE_CAPACITY);
-            workers.push(tx);
+            workers.push(tx.clone());
             let worker = Worker::new(index as u8, advertised.clone(), metrics.clone());
-            let sockets = sockets.clone();
-            let events = events.clone();
+            let driver = WorkerDriver {
+                sockets: sockets.clone(),
+                events: events.clone(),
+                relay_plan: relay_plan.clone(),
+                runtime: runtime.clone(),
+                own_inputs: tx.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("rtcd-media-{index}"))
-                .spawn(move || run_worker(worker, rx, sockets, events))
+                .spawn(move || run_worker(worker, rx, driver))
                 .map_err(NetError::Thread)?;
             threads.push(handle);
         }
@@ -328,14 +347,113 @@ fn worker_of_ufrag(ufrag: &str) -> Option<usize> {
     usize::from_str_radix(ufrag.get(..2)?, 16).ok()
 }
 
-/// Loop of one worker thread.
-fn run_worker(
-    mut worker: Worker,
-    inputs: Receiver<Input>,
+/// SFU-side TURN servers and their credential settings.
+struct RelayPlan {
+    servers: Vec<TurnServer>,
+    turn: TurnConfig,
+}
+
+/// A session's socket toward a TURN server and the task reading it.
+struct RelaySocket {
+    socket: UdpSocket,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RelaySocket {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// What a worker thread does I/O with.
+struct WorkerDriver {
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
     events: EventSender,
-) {
+    relay_plan: Arc<RelayPlan>,
+    runtime: tokio::runtime::Handle,
+    /// This worker's own queue, for the relay sockets' reader tasks.
+    own_inputs: Sender<Input>,
+}
+
+impl WorkerDriver {
+    /// Opens one relay socket per TURN server for a new session.
+    fn open_relays(
+        &self,
+        session_id: &str,
+        relay_sockets: &mut HashMap<SocketAddr, RelaySocket>,
+    ) -> Vec<RelayTransport> {
+        let mut transports = Vec::new();
+        for server in &self.relay_plan.servers {
+            match self.open_relay_socket(server.address) {
+                Ok((local, socket)) => {
+                    relay_sockets.insert(local, socket);
+                    let credentials = server.credentials(session_id, &self.relay_plan.turn);
+                    transports.push(RelayTransport {
+                        local,
+                        server: server.address,
+                        url: server.url.clone(),
+                        username: credentials.username,
+                        password: credentials.password,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(session_id, url = %server.url, "TURN socket not opened: {e}")
+                }
+            }
+        }
+        transports
+    }
+
+    /// A UDP socket connected to `server` (only the server's datagrams arrive on it).
+    fn open_relay_socket(&self, server: SocketAddr) -> std::io::Result<(SocketAddr, RelaySocket)> {
+        let any: IpAddr = if server.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = UdpSocket::bind((any, 0))?;
+        socket.connect(server)?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let reader_socket = socket.try_clone()?;
+        let inputs = self.own_inputs.clone();
+        let reader = self.runtime.spawn(async move {
+            let socket = match tokio::net::UdpSocket::from_std(reader_socket) {
+                Ok(socket) => socket,
+                Err(e) => {
+                    tracing::warn!(%local, "TURN socket not readable: {e}");
+                    return;
+                }
+            };
+            let mut buf = vec![0u8; RECEIVE_BUFFER];
+            loop {
+                match socket.recv(&mut buf).await {
+                    Ok(len) => {
+                        let data = BytesMut::from(&buf[..len]);
+                        if let Err(TrySendError::Disconnected(_)) =
+                            inputs.try_send(Input::RelayDatagram { local, data })
+                        {
+                            return;
+                        }
+                    }
+                    // ICMP errors from the server surface here; the TURN client retransmits.
+                    Err(e) => tracing::debug!(%local, "TURN socket receive: {e}"),
+                }
+            }
+        });
+        Ok((local, RelaySocket { socket, reader }))
+    }
+}
+
+/// Loop of one worker thread.
+fn run_worker(mut worker: Worker, inputs: Receiver<Input>, driver: WorkerDriver) {
+    let WorkerDriver {
+        ref sockets,
+        ref events,
+        ..
+    } = driver;
     let mut tcp_writers: HashMap<(SocketAddr, SocketAddr), TcpWriter> = HashMap::new();
+    let mut relay_sockets: HashMap<SocketAddr, RelaySocket> = HashMap::new();
     loop {
         let now = Instant::now();
         let deadline = worker
@@ -361,9 +479,15 @@ fn run_worker(
                 Input::TcpClosed { local, peer } => {
                     tcp_writers.remove(&(local, peer));
                 }
+                Input::RelayDatagram { local, data } => worker.relay_datagram(now, local, data),
                 Input::Create(config) => {
-                    if let Err(err) = worker.create(now, config.clone()) {
+                    let relays = driver.open_relays(&config.session_id, &mut relay_sockets);
+                    let locals: Vec<SocketAddr> = relays.iter().map(|r| r.local).collect();
+                    if let Err(err) = worker.create(now, config.clone(), relays) {
                         tracing::warn!(session_id = %config.session_id, "media session not created: {err}");
+                        for local in locals {
+                            relay_sockets.remove(&local);
+                        }
                     }
                 }
                 Input::Close(session_id) => worker.close(&session_id, CloseReason::Leave),
@@ -385,8 +509,18 @@ fn run_worker(
                         let _ = writer.try_send(transmit.data);
                     }
                 }
-                _ => tracing::debug!(local = %transmit.local, "no socket for transmit"),
+                (Protocol::Udp, None) => match relay_sockets.get(&transmit.local) {
+                    Some(relay) => {
+                        if let Err(e) = relay.socket.send(&transmit.data) {
+                            tracing::debug!(peer = %transmit.peer, "TURN send failed: {e}");
+                        }
+                    }
+                    None => tracing::debug!(local = %transmit.local, "no socket for transmit"),
+                },
             }
+        }
+        for local in worker.out.released_relay_sockets.drain(..) {
+            relay_sockets.remove(&local);
         }
         for event in worker.out.events.drain(..) {
             if events.try_send(event).is_err() {

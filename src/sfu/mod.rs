@@ -4,6 +4,7 @@
 
 pub mod dc_protocol;
 pub mod engine;
+pub mod relay;
 pub mod session;
 pub mod tracks;
 pub mod vad;

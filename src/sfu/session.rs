@@ -18,7 +18,8 @@ use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::{RTCPeerConnectionState, RTCSignalingState};
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
+    CandidateConfig, CandidateHostConfig, CandidateRelayConfig, RTCIceCandidate,
+    RTCIceCandidateInit,
 };
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
@@ -32,6 +33,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 
 use super::dc_protocol::{self, ClientDcMessage, MediaMapEntry};
 use super::engine;
+use super::relay::{Relay, RelayEvent, RelayTransport};
 use super::tracks::{self, PublishedTrack, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind};
@@ -80,6 +82,8 @@ pub struct Outputs {
     pub keyframe_requests: Vec<(String, String)>,
     /// Tracks no longer published: (publisher session, source track ID).
     pub unpublished: Vec<(String, String)>,
+    /// Relay sockets of ended sessions (the driver closes them after sending the transmits).
+    pub released_relay_sockets: Vec<SocketAddr>,
 }
 
 /// A packet of a published track, to forward to the rest of the call.
@@ -171,6 +175,10 @@ pub struct Session {
     voice_level_ext: Option<u8>,
     screen_stream: Option<String>,
     video_stream: Option<String>,
+    /// SFU-side TURN allocations (spec media-plane §1.8).
+    relays: Vec<Relay>,
+    /// Relay candidates allocated before the first answer (trickled right after it).
+    pending_relay_candidates: Vec<String>,
 }
 
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
@@ -187,10 +195,20 @@ impl Session {
         ufrag: String,
         pwd: &str,
         candidates: Vec<Advertised>,
+        relays: Vec<RelayTransport>,
         metrics: Arc<Metrics>,
         now: Instant,
     ) -> Result<Self, SessionError> {
         let pc = engine::peer_connection(&ufrag, pwd, now)?;
+        let relays = relays
+            .into_iter()
+            .filter_map(|transport| {
+                let url = transport.url.clone();
+                Relay::start(transport, now)
+                    .inspect_err(|err| tracing::warn!(session_id = %config.session_id, url, "TURN allocation not started: {err}"))
+                    .ok()
+            })
+            .collect();
         Ok(Self {
             config,
             metrics,
@@ -218,7 +236,107 @@ impl Session {
             voice_level_ext: None,
             screen_stream: None,
             video_stream: None,
+            relays,
+            pending_relay_candidates: Vec::new(),
         })
+    }
+
+    /// Our sockets toward TURN servers (the driver closes them when the session ends).
+    pub fn relay_sockets(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.relays.iter().map(Relay::local)
+    }
+
+    /// A datagram from a TURN server on our relay socket `local`.
+    pub fn handle_relay_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        data: BytesMut,
+        out: &mut Outputs,
+    ) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Some(relay) = self.relays.iter_mut().find(|r| r.local() == local) {
+            relay.handle_datagram(now, data);
+        }
+        self.drain(now, out);
+    }
+
+    /// Handles what the TURN allocations reported. Returns true if anything happened.
+    fn poll_relays(&mut self, now: Instant, out: &mut Outputs) -> bool {
+        let mut progressed = false;
+        for index in 0..self.relays.len() {
+            while let Some(event) = self.relays[index].poll_event() {
+                progressed = true;
+                let url = self.relays[index].url().to_owned();
+                match event {
+                    RelayEvent::Allocated { relayed } => {
+                        tracing::info!(session_id = %self.config.session_id, url, %relayed, "TURN relay allocated");
+                        let base = self.relays[index].local();
+                        match self.add_relay_candidate(relayed, base) {
+                            Ok(trickle) if self.answered => out.events.push(MediaEvent::Outbound {
+                                session_id: self.config.session_id.clone(),
+                                kind: OutboundKind::Ice,
+                                data: trickle,
+                            }),
+                            Ok(trickle) => self.pending_relay_candidates.push(trickle),
+                            Err(err) => {
+                                tracing::warn!(session_id = %self.config.session_id, "relay candidate rejected: {err}")
+                            }
+                        }
+                    }
+                    RelayEvent::Failed(why) => {
+                        tracing::warn!(session_id = %self.config.session_id, url, "TURN allocation failed: {why}");
+                        self.count_error(RtcErrorKind::ice);
+                    }
+                    RelayEvent::Data { peer, data } => {
+                        let Some(relayed) = self.relays[index].relayed() else {
+                            continue;
+                        };
+                        let input = TaggedBytesMut {
+                            now,
+                            transport: TransportContext {
+                                local_addr: relayed,
+                                peer_addr: peer,
+                                transport_protocol: TransportProtocol::UDP,
+                                ecn: None,
+                            },
+                            message: data,
+                        };
+                        if let Err(err) = self.pc.handle_read(input) {
+                            tracing::debug!(session_id = %self.config.session_id, %peer, "relayed datagram rejected: {err}");
+                        }
+                    }
+                }
+            }
+        }
+        progressed
+    }
+
+    /// Adds a relay candidate (pion's relay priority) and returns its trickle message.
+    fn add_relay_candidate(
+        &mut self,
+        relayed: SocketAddr,
+        base: SocketAddr,
+    ) -> Result<String, SessionError> {
+        let candidate = CandidateRelayConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: relayed.ip().to_string(),
+                port: relayed.port(),
+                component: 1,
+                priority: 16_777_215,
+                ..Default::default()
+            },
+            rel_addr: base.ip().to_string(),
+            rel_port: base.port(),
+            ..Default::default()
+        }
+        .new_candidate_relay()?;
+        let init = RTCIceCandidate::from(&candidate).to_json()?;
+        self.pc.add_local_candidate(init.clone())?;
+        Ok(trickle_message(&init))
     }
 
     /// True once the data channel is open: server offers may be sent.
@@ -574,6 +692,7 @@ impl Session {
         }
         let _ = self.pc.close();
         self.release_gauges();
+        self.release_relays(Instant::now(), out);
         out.events.push(MediaEvent::Closed {
             session_id: self.config.session_id.clone(),
             reason: reason.clone(),
@@ -581,12 +700,21 @@ impl Session {
         self.closed = Some(reason);
     }
 
-    /// Ends the session from outside (leave, shutdown); emits nothing.
-    pub fn close(&mut self, reason: CloseReason) {
+    /// Ends the session from outside (leave, shutdown); emits no event.
+    pub fn close(&mut self, reason: CloseReason, out: &mut Outputs) {
         if self.closed.is_none() {
             let _ = self.pc.close();
             self.release_gauges();
+            self.release_relays(Instant::now(), out);
             self.closed = Some(reason);
+        }
+    }
+
+    /// Gives TURN allocations back to their servers.
+    fn release_relays(&mut self, now: Instant, out: &mut Outputs) {
+        for relay in &mut self.relays {
+            relay.release(now);
+            relay.drain_transmits(&mut out.transmits);
         }
     }
 
@@ -601,11 +729,13 @@ impl Session {
             .filter(|_| self.making_offer)
             .map(|t| t + ANSWER_TIMEOUT);
         let lock_deadline = self.client_lock_since.map(|t| t + CLIENT_LOCK_TIMEOUT);
+        let relay_deadline = self.relays.iter_mut().filter_map(Relay::poll_timeout).min();
         [
             self.pc.poll_timeout(),
             offer_deadline,
             answer_deadline,
             lock_deadline,
+            relay_deadline,
         ]
         .into_iter()
         .flatten()
@@ -647,6 +777,11 @@ impl Session {
             && let Err(err) = self.pc.handle_timeout(now)
         {
             tracing::debug!(session_id = %self.config.session_id, "timeout handling: {err}");
+        }
+        for relay in &mut self.relays {
+            if relay.poll_timeout().is_some_and(|t| t <= now) {
+                relay.handle_timeout(now);
+            }
         }
         self.drain(now, out);
     }
@@ -810,17 +945,10 @@ impl Session {
             let candidate = config.new_candidate_host()?;
             let init = RTCIceCandidate::from(&candidate).to_json()?;
             self.pc.add_local_candidate(init.clone())?;
-            let wrapped = serde_json::json!({
-                "type": "candidate",
-                "candidate": {
-                    "candidate": init.candidate,
-                    "sdpMid": init.sdp_mid.filter(|m| !m.is_empty()).unwrap_or_else(|| "0".into()),
-                    "sdpMLineIndex": init.sdp_mline_index.unwrap_or(0),
-                    "usernameFragment": null,
-                },
-            });
-            trickle.push(wrapped.to_string());
+            trickle.push(trickle_message(&init));
         }
+        // Relays allocated before the offer arrived.
+        trickle.append(&mut self.pending_relay_candidates);
         Ok(trickle)
     }
 
@@ -926,9 +1054,18 @@ impl Session {
     /// Drains everything the peer connection produced.
     fn drain(&mut self, now: Instant, out: &mut Outputs) {
         loop {
-            let mut progressed = false;
+            let mut progressed = !self.relays.is_empty() && self.poll_relays(now, out);
             while let Some(transmit) = self.pc.poll_write() {
                 progressed = true;
+                // ICE traffic from a relay candidate goes through its TURN allocation.
+                if let Some(relay) = self
+                    .relays
+                    .iter_mut()
+                    .find(|r| r.relayed() == Some(transmit.transport.local_addr))
+                {
+                    relay.send(now, transmit.transport.peer_addr, &transmit.message);
+                    continue;
+                }
                 out.transmits.push(Transmit {
                     local: transmit.transport.local_addr,
                     peer: transmit.transport.peer_addr,
@@ -987,6 +1124,9 @@ impl Session {
             if !progressed || self.closed.is_some() {
                 break;
             }
+        }
+        for relay in &mut self.relays {
+            relay.drain_transmits(&mut out.transmits);
         }
     }
 
@@ -1134,4 +1274,18 @@ impl Session {
             _ => {}
         }
     }
+}
+
+/// The trickle message for one of our candidates, as the Calls client parses it.
+fn trickle_message(init: &RTCIceCandidateInit) -> String {
+    serde_json::json!({
+        "type": "candidate",
+        "candidate": {
+            "candidate": init.candidate,
+            "sdpMid": init.sdp_mid.clone().filter(|m| !m.is_empty()).unwrap_or_else(|| "0".into()),
+            "sdpMLineIndex": init.sdp_mline_index.unwrap_or(0),
+            "usernameFragment": null,
+        },
+    })
+    .to_string()
 }

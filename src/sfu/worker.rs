@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::relay::RelayTransport;
 use super::session::{Datagram, Outputs, Path, Session};
 use super::tracks::{self, PublishedTrack};
 use crate::calls::SessionConfig;
@@ -30,6 +31,8 @@ pub struct Worker {
     by_ufrag: HashMap<String, String>,
     by_flow: HashMap<FlowKey, String>,
     flows_of: HashMap<String, Vec<FlowKey>>,
+    /// Our TURN sockets → the session allocating through them.
+    by_relay_socket: HashMap<SocketAddr, String>,
     /// call ID → its sessions (all on this worker).
     calls: HashMap<String, Vec<Arc<str>>>,
     /// Reused list of receivers during fan-out (reference counts, no allocation per packet).
@@ -52,6 +55,7 @@ impl Worker {
             by_ufrag: HashMap::new(),
             by_flow: HashMap::new(),
             flows_of: HashMap::new(),
+            by_relay_socket: HashMap::new(),
             calls: HashMap::new(),
             receivers: Vec::new(),
             out: Outputs::default(),
@@ -75,8 +79,13 @@ impl Worker {
         format!("{:02x}{suffix}", self.index)
     }
 
-    /// A participant joined.
-    pub fn create(&mut self, now: Instant, config: Arc<SessionConfig>) -> Result<(), MediaError> {
+    /// A participant joined; `relays` are TURN sockets the driver opened for it.
+    pub fn create(
+        &mut self,
+        now: Instant,
+        config: Arc<SessionConfig>,
+        relays: Vec<RelayTransport>,
+    ) -> Result<(), MediaError> {
         if self.sessions.contains_key(&config.session_id) {
             return Err(MediaError::SessionExists);
         }
@@ -90,6 +99,7 @@ impl Worker {
                 ufrag.clone(),
                 &pwd,
                 self.candidates.clone(),
+                relays.clone(),
                 self.metrics.clone(),
                 now,
             )
@@ -97,6 +107,10 @@ impl Worker {
         .map_err(|_| MediaError::Other("panic creating the peer connection".into()))?
         .map_err(|e| MediaError::Other(e.to_string()))?;
         self.by_ufrag.insert(ufrag, config.session_id.clone());
+        for socket in session.relay_sockets() {
+            self.by_relay_socket
+                .insert(socket, config.session_id.clone());
+        }
         self.calls
             .entry(config.call_id.clone())
             .or_default()
@@ -109,7 +123,8 @@ impl Worker {
     /// Ends a session without reporting it (the control plane already knows).
     pub fn close(&mut self, session_id: &str, reason: CloseReason) {
         if let Some(session) = self.sessions.get_mut(session_id) {
-            let _ = catch_unwind(AssertUnwindSafe(|| session.close(reason)));
+            let out = &mut self.out;
+            let _ = catch_unwind(AssertUnwindSafe(|| session.close(reason, out)));
         }
         self.remove(session_id);
     }
@@ -119,6 +134,10 @@ impl Worker {
             return;
         };
         self.by_ufrag.remove(&session.ufrag);
+        for socket in session.relay_sockets() {
+            self.by_relay_socket.remove(&socket);
+            self.out.released_relay_sockets.push(socket);
+        }
         for flow in self.flows_of.remove(session_id).unwrap_or_default() {
             self.by_flow.remove(&flow);
         }
@@ -247,7 +266,7 @@ impl Worker {
                 session_id,
                 "panic in the WebRTC core; closing this session only"
             );
-            session.close(CloseReason::Failed("internal error".into()));
+            session.close(CloseReason::Failed("internal error".into()), &mut self.out);
             self.out.events.push(MediaEvent::Closed {
                 session_id: session_id.to_owned(),
                 reason: CloseReason::Failed("internal error".into()),
@@ -305,6 +324,17 @@ impl Worker {
         };
         self.with_session(&session_id, |session, out| {
             session.handle_datagram(now, datagram, out)
+        });
+        self.settle(now);
+    }
+
+    /// A datagram from a TURN server on relay socket `local`.
+    pub fn relay_datagram(&mut self, now: Instant, local: SocketAddr, data: bytes::BytesMut) {
+        let Some(session_id) = self.by_relay_socket.get(&local).cloned() else {
+            return;
+        };
+        self.with_session(&session_id, |session, out| {
+            session.handle_relay_datagram(now, local, data, out)
         });
         self.settle(now);
     }

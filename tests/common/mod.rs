@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rtcd::client::Client;
 
+pub mod coturn;
+
 pub const KEY: &str = "q7Zt0-Lm3Xa_9vKpR2wBn8YcE5uHs1Dj";
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -259,8 +261,15 @@ fn rand_u16() -> u16 {
 /// A daemon with self-registration on, the plugin client `mm` registered, and its WebSocket
 /// (past `hello`): the common start of the call tests.
 pub async fn registered_plugin() -> (Daemon, Client, rtcd::client::WsClient) {
+    registered_plugin_with("").await
+}
+
+/// [`registered_plugin`] with `extra` TOML appended to the config.
+pub async fn registered_plugin_with(extra: &str) -> (Daemon, Client, rtcd::client::WsClient) {
     let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
+        &base_config(&format!(
+            "[api.security]\nallow_self_registration = true\n{extra}"
+        )),
         &[],
     );
     let plugin = daemon.client_as("mm", KEY);

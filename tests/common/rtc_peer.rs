@@ -58,6 +58,9 @@ pub struct RtcPeer {
     pub server_offers: usize,
     /// Order of arrival: 'm' for MediaMap, 'o' for offer.
     pub order: String,
+    /// When set, UDP datagrams from any other source are dropped (a network where only this
+    /// address, e.g. a TURN relay, reaches the peer).
+    pub only_from: Option<SocketAddr>,
 }
 
 impl RtcPeer {
@@ -181,6 +184,7 @@ impl RtcPeer {
                 media_maps: Vec::new(),
                 server_offers: 0,
                 order: String::new(),
+                only_from: None,
             },
             offer,
         )
@@ -277,6 +281,7 @@ impl RtcPeer {
                 continue;
             }
             match self.socket.recv_from(&mut buf) {
+                Ok((_, peer)) if self.only_from.is_some_and(|only| only != peer) => {}
                 Ok((n, peer)) => {
                     let _ = self.pc.handle_read(TaggedBytesMut {
                         now: Instant::now(),
