@@ -5,6 +5,7 @@
 //! and the workers hand back what to send.
 
 pub mod addresses;
+pub mod batch;
 pub mod discovery;
 pub mod runtime;
 pub mod stun;

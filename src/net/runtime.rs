@@ -18,6 +18,7 @@ use bytes::BytesMut;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::addresses::{self, Advertised, Protocol};
+use super::batch::{RecvBatch, SendBatch};
 use super::tcp::{self, TcpWriter};
 use super::turn::{self, TurnServer};
 use super::{discovery, stun};
@@ -292,52 +293,50 @@ fn run_udp_receiver(
     stopping: &AtomicBool,
 ) {
     let mut learned: HashMap<SocketAddr, usize> = HashMap::new();
-    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let mut batch = RecvBatch::new();
     let mut dropped: u64 = 0;
     while !stopping.load(Ordering::Relaxed) {
-        let (len, peer) = match socket.recv_from(&mut buf) {
-            Ok(received) => received,
+        let result = batch.recv(socket, |peer, data| {
+            let worker = match stun::local_ufrag(&data).and_then(worker_of_ufrag) {
+                Some(worker) if worker < workers.len() => {
+                    if learned.len() >= MAX_LEARNED_FLOWS {
+                        learned.clear();
+                    }
+                    learned.insert(peer, worker);
+                    worker
+                }
+                _ => match learned.get(&peer) {
+                    Some(worker) => *worker,
+                    None => {
+                        dropped += 1;
+                        if dropped.is_power_of_two() {
+                            tracing::debug!(%peer, dropped, "dropping datagrams from unknown peers");
+                        }
+                        return;
+                    }
+                },
+            };
+            let datagram = Datagram {
+                local,
+                peer,
+                protocol: Protocol::Udp,
+                data,
+            };
+            if let Err(TrySendError::Full(_)) = workers[worker].try_send(Input::Datagram(datagram))
+            {
+                dropped += 1;
+            }
+        });
+        match result {
+            Ok(_) => {}
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!("udp receive error: {e}");
-                continue;
-            }
-        };
-        let packet = &buf[..len];
-        let worker = match stun::local_ufrag(packet).and_then(worker_of_ufrag) {
-            Some(worker) if worker < workers.len() => {
-                if learned.len() >= MAX_LEARNED_FLOWS {
-                    learned.clear();
-                }
-                learned.insert(peer, worker);
-                worker
-            }
-            _ => match learned.get(&peer) {
-                Some(worker) => *worker,
-                None => {
-                    dropped += 1;
-                    if dropped.is_power_of_two() {
-                        tracing::debug!(%peer, dropped, "dropping datagrams from unknown peers");
-                    }
-                    continue;
-                }
-            },
-        };
-        let datagram = Datagram {
-            local,
-            peer,
-            protocol: Protocol::Udp,
-            data: BytesMut::from(packet),
-        };
-        if let Err(TrySendError::Full(_)) = workers[worker].try_send(Input::Datagram(datagram)) {
-            dropped += 1;
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => tracing::debug!("udp receive error: {e}"),
         }
     }
 }
@@ -454,6 +453,7 @@ fn run_worker(mut worker: Worker, inputs: Receiver<Input>, driver: WorkerDriver)
     } = driver;
     let mut tcp_writers: HashMap<(SocketAddr, SocketAddr), TcpWriter> = HashMap::new();
     let mut relay_sockets: HashMap<SocketAddr, RelaySocket> = HashMap::new();
+    let mut send_batch = SendBatch::new();
     loop {
         let now = Instant::now();
         let deadline = worker
@@ -496,13 +496,18 @@ fn run_worker(mut worker: Worker, inputs: Receiver<Input>, driver: WorkerDriver)
             }
         }
         worker.handle_timeout(Instant::now());
+        // Media sockets: one sendmmsg per batch of datagrams.
+        for (local, socket) in sockets {
+            let transmits = &worker.out.transmits;
+            let mine = transmits
+                .iter()
+                .filter(|t| t.protocol == Protocol::Udp && t.local == *local)
+                .map(|t| (t.peer, &t.data[..]));
+            send_batch.send(socket, mine);
+        }
         for transmit in worker.out.transmits.drain(..) {
             match (transmit.protocol, sockets.get(&transmit.local)) {
-                (Protocol::Udp, Some(socket)) => {
-                    if let Err(e) = socket.send_to(&transmit.data, transmit.peer) {
-                        tracing::debug!(peer = %transmit.peer, "udp send failed: {e}");
-                    }
-                }
+                (Protocol::Udp, Some(_)) => {} // sent above
                 (Protocol::Tcp, _) => {
                     if let Some(writer) = tcp_writers.get(&(transmit.local, transmit.peer)) {
                         // A full queue (slow client) drops the packet; the worker never waits.

@@ -144,6 +144,8 @@ pub struct Session {
     metrics: Arc<Metrics>,
     answered_at: Option<Instant>,
     pub ufrag: String,
+    /// Set while the session waits in its worker's list of timers to recompute.
+    pub timer_dirty: bool,
     pc: RTCPeerConnection,
     candidates: Vec<Advertised>,
     created_at: Instant,
@@ -214,6 +216,7 @@ impl Session {
             metrics,
             answered_at: None,
             ufrag,
+            timer_dirty: false,
             pc,
             candidates,
             created_at: now,

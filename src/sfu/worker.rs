@@ -5,7 +5,8 @@
 //! panic inside the WebRTC library ends only that session). Sans-IO: the thread that runs it
 //! feeds inputs with `now` and drains [`Outputs`].
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -28,8 +29,9 @@ pub struct Worker {
     metrics: Arc<crate::metrics::Metrics>,
     candidates: Vec<Advertised>,
     sessions: HashMap<String, Session>,
-    by_ufrag: HashMap<String, String>,
-    by_flow: HashMap<FlowKey, String>,
+    by_ufrag: HashMap<String, Arc<str>>,
+    /// Learned flows → their session (shared name: routing a datagram allocates nothing).
+    by_flow: HashMap<FlowKey, Arc<str>>,
     flows_of: HashMap<String, Vec<FlowKey>>,
     /// Our TURN sockets → the session allocating through them.
     by_relay_socket: HashMap<SocketAddr, String>,
@@ -37,6 +39,12 @@ pub struct Worker {
     calls: HashMap<String, Vec<Arc<str>>>,
     /// Reused list of receivers during fan-out (reference counts, no allocation per packet).
     receivers: Vec<Arc<str>>,
+    /// Session timers: the current deadline of each session, a min-heap of deadlines (stale
+    /// entries are skipped lazily), and the sessions touched since their deadline was read.
+    deadlines: HashMap<Arc<str>, Instant>,
+    timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
+    timers_dirty: Vec<Arc<str>>,
+    timers_due: Vec<Arc<str>>,
     /// What the driver must send and report.
     pub out: Outputs,
 }
@@ -58,6 +66,10 @@ impl Worker {
             by_relay_socket: HashMap::new(),
             calls: HashMap::new(),
             receivers: Vec::new(),
+            deadlines: HashMap::new(),
+            timers: BinaryHeap::new(),
+            timers_dirty: Vec::new(),
+            timers_due: Vec::new(),
             out: Outputs::default(),
         }
     }
@@ -106,7 +118,8 @@ impl Worker {
         }))
         .map_err(|_| MediaError::Other("panic creating the peer connection".into()))?
         .map_err(|e| MediaError::Other(e.to_string()))?;
-        self.by_ufrag.insert(ufrag, config.session_id.clone());
+        self.by_ufrag
+            .insert(ufrag, Arc::from(config.session_id.as_str()));
         for socket in session.relay_sockets() {
             self.by_relay_socket
                 .insert(socket, config.session_id.clone());
@@ -117,7 +130,25 @@ impl Worker {
             .push(Arc::from(config.session_id.as_str()));
         tracing::info!(session_id = %config.session_id, call_id = %config.call_id, worker = self.index, "media session created");
         self.sessions.insert(config.session_id.clone(), session);
+        self.mark_timer_dirty(&config.session_id);
         Ok(())
+    }
+
+    /// Queues `session_id`'s deadline for recomputation (once per session per turn).
+    fn mark_timer_dirty(&mut self, session_id: &str) {
+        if let Some((name, session)) = self.sessions.get_key_value(session_id)
+            && !session.timer_dirty
+        {
+            let name = self
+                .by_ufrag
+                .get(&session.ufrag)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(name.as_str()));
+            if let Some(session) = self.sessions.get_mut(session_id) {
+                session.timer_dirty = true;
+            }
+            self.timers_dirty.push(name);
+        }
     }
 
     /// Ends a session without reporting it (the control plane already knows).
@@ -133,6 +164,7 @@ impl Worker {
         let Some(session) = self.sessions.remove(session_id) else {
             return;
         };
+        self.deadlines.remove(session_id);
         self.by_ufrag.remove(&session.ufrag);
         for socket in session.relay_sockets() {
             self.by_relay_socket.remove(&socket);
@@ -278,6 +310,8 @@ impl Worker {
             .is_some_and(|s| s.closed().is_some())
         {
             self.remove(session_id);
+        } else {
+            self.mark_timer_dirty(session_id);
         }
     }
 
@@ -318,7 +352,7 @@ impl Worker {
                     return; // unknown flow and not a check for one of our sessions
                 };
                 self.by_flow.insert(key, id.clone());
-                self.flows_of.entry(id.clone()).or_default().push(key);
+                self.flows_of.entry(id.to_string()).or_default().push(key);
                 id
             }
         };
@@ -339,28 +373,50 @@ impl Worker {
         self.settle(now);
     }
 
-    /// The earliest timer of any session.
+    /// The earliest timer of any session (reads only the sessions touched since last time).
     pub fn next_timeout(&mut self) -> Option<Instant> {
-        self.sessions
-            .values_mut()
-            .filter_map(Session::next_timeout)
-            .min()
+        for name in std::mem::take(&mut self.timers_dirty) {
+            let Some(session) = self.sessions.get_mut(&*name) else {
+                continue;
+            };
+            session.timer_dirty = false;
+            match session.next_timeout() {
+                Some(deadline) => {
+                    if self.deadlines.get(&name) != Some(&deadline) {
+                        self.deadlines.insert(name.clone(), deadline);
+                        self.timers.push(Reverse((deadline, name)));
+                    }
+                }
+                None => {
+                    self.deadlines.remove(&name);
+                }
+            }
+        }
+        while let Some(Reverse((deadline, name))) = self.timers.peek() {
+            if self.deadlines.get(name) == Some(deadline) {
+                return Some(*deadline);
+            }
+            self.timers.pop(); // superseded or ended
+        }
+        None
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now` (each session at most once per call).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .sessions
-            .iter_mut()
-            .filter_map(|(id, s)| {
-                s.next_timeout()
-                    .is_some_and(|t| t <= now)
-                    .then(|| id.clone())
-            })
-            .collect();
-        for id in due {
-            self.with_session(&id, |session, out| session.handle_timeout(now, out));
+        let mut due = std::mem::take(&mut self.timers_due);
+        while let Some(deadline) = self.next_timeout()
+            && deadline <= now
+        {
+            let Some(Reverse((_, name))) = self.timers.pop() else {
+                break;
+            };
+            self.deadlines.remove(&name);
+            due.push(name);
         }
+        for name in due.drain(..) {
+            self.with_session(&name, |session, out| session.handle_timeout(now, out));
+        }
+        self.timers_due = due;
         self.settle(now);
     }
 }
