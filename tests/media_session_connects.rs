@@ -243,3 +243,54 @@ async fn broken_offers_close_only_that_session() {
     let sessions = plugin.call_sessions("call").await.unwrap().json().unwrap();
     assert_eq!(sessions.as_array().unwrap().len(), 1);
 }
+
+/// ICE failure ends the session, tells the plugin (`close`) and frees its routes, and the log
+/// says why: one client never sends a single check, another connects and then goes silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sessions_close_with_their_cause() {
+    let (daemon, plugin, mut ws) = common::registered_plugin().await;
+    ws.join(&join("call", "mute-peer", "never")).await.unwrap();
+    ws.join(&join("call", "gone-peer", "vanishes"))
+        .await
+        .unwrap();
+
+    // "never" answers nothing: its peer is never run.
+    let (mut silent, offer) = RtcPeer::new();
+    rtc_peer::negotiate(&mut ws, "never", &mut silent, offer).await;
+    // "vanishes" connects, then stops answering.
+    let (mut peer, offer) = RtcPeer::new();
+    rtc_peer::negotiate(&mut ws, "vanishes", &mut peer, offer).await;
+    let peer = tokio::task::spawn_blocking(move || {
+        assert!(peer.run_until(Duration::from_secs(10), |p| p.dc_open));
+        peer
+    })
+    .await
+    .unwrap();
+    drop(peer);
+    let started = std::time::Instant::now();
+
+    let mut closed = Vec::new();
+    while closed.len() < 2 {
+        match ws.recv_timeout(Duration::from_secs(45)).await.unwrap() {
+            ServerMessage::Close { session_id } => closed.push(session_id),
+            _ => {}
+        }
+    }
+    closed.sort();
+    assert_eq!(closed, ["never", "vanishes"]);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(40),
+        "failure detected after {waited:?}"
+    );
+    let log = daemon.log_text();
+    assert!(
+        log.contains("no ICE check received from the client"),
+        "{log}"
+    );
+    assert!(log.contains("consent lost"), "{log}");
+    // Routes freed: the call has no sessions left.
+    let sessions = plugin.call_sessions("call").await.unwrap();
+    assert_eq!(sessions.status, 404, "{:?}", sessions.body);
+    drop(silent);
+}

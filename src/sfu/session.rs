@@ -16,7 +16,9 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::{RTCPeerConnectionState, RTCSignalingState};
+use rtc::peer_connection::state::{
+    RTCIceConnectionState, RTCPeerConnectionState, RTCSignalingState,
+};
 use rtc::peer_connection::transport::{
     CandidateConfig, CandidateHostConfig, CandidateRelayConfig, RTCIceCandidate,
     RTCIceCandidateInit,
@@ -161,6 +163,10 @@ pub struct Session {
     /// When the client took the lock (auto-released after [`CLIENT_LOCK_TIMEOUT`]).
     client_lock_since: Option<Instant>,
     connected_at: Option<Instant>,
+    /// First datagram from the client (directly or relayed), and ICE success: what a failure
+    /// is blamed on.
+    first_datagram_at: Option<Instant>,
+    ice_connected: bool,
     closed: Option<CloseReason>,
     /// Tracks this participant publishes, by source track ID.
     published: Vec<PublishedTrack>,
@@ -228,6 +234,8 @@ impl Session {
             locked: false,
             client_lock_since: None,
             connected_at: None,
+            first_datagram_at: None,
+            ice_connected: false,
             closed: None,
             published: Vec::new(),
             legs: HashMap::new(),
@@ -297,6 +305,7 @@ impl Session {
                         let Some(relayed) = self.relays[index].relayed() else {
                             continue;
                         };
+                        self.first_datagram_at.get_or_insert(now);
                         let input = TaggedBytesMut {
                             now,
                             transport: TransportContext {
@@ -713,6 +722,22 @@ impl Session {
         }
     }
 
+    /// Why a connection failed, from what was seen of it.
+    fn failure_cause(&self) -> &'static str {
+        match (
+            self.connected_at.is_some(),
+            self.ice_connected,
+            self.first_datagram_at.is_some(),
+        ) {
+            (true, _, _) => "consent lost: no ICE keepalive from the client within 25 s",
+            (false, true, _) => "DTLS handshake failed after ICE connected",
+            (false, false, true) => "ICE checks failed: no candidate pair worked",
+            (false, false, false) => {
+                "no ICE check received from the client (media port unreachable, or the advertised address is wrong)"
+            }
+        }
+    }
+
     /// Gives TURN allocations back to their servers.
     fn release_relays(&mut self, now: Instant, out: &mut Outputs) {
         for relay in &mut self.relays {
@@ -794,6 +819,7 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
+        self.first_datagram_at.get_or_insert(now);
         let input = TaggedBytesMut {
             now,
             transport: TransportContext {
@@ -1237,17 +1263,30 @@ impl Session {
                         );
                     }
                     RTCPeerConnectionState::Failed => {
-                        let why = if self.connected_at.is_some() {
-                            "ICE connection lost (consent/keepalive timed out)"
-                        } else {
-                            "ICE/DTLS never connected"
-                        };
+                        let why = self.failure_cause();
+                        tracing::warn!(
+                            session_id,
+                            after_ms = now.duration_since(self.created_at).as_millis() as u64,
+                            "media connection failed: {why}"
+                        );
                         self.close_with(CloseReason::Failed(why.into()), out);
                     }
                     RTCPeerConnectionState::Closed => {
                         self.close_with(CloseReason::Failed("peer connection closed".into()), out)
                     }
                     _ => {}
+                }
+            }
+            RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
+                RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
+            ) => {
+                if !self.ice_connected {
+                    self.ice_connected = true;
+                    tracing::debug!(
+                        session_id,
+                        ice_ms = now.duration_since(self.created_at).as_millis() as u64,
+                        "ICE connected"
+                    );
                 }
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
