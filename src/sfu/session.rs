@@ -1279,15 +1279,13 @@ impl Session {
             }
             RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
                 RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
-            ) => {
-                if !self.ice_connected {
-                    self.ice_connected = true;
-                    tracing::debug!(
-                        session_id,
-                        ice_ms = now.duration_since(self.created_at).as_millis() as u64,
-                        "ICE connected"
-                    );
-                }
+            ) if !self.ice_connected => {
+                self.ice_connected = true;
+                tracing::debug!(
+                    session_id,
+                    ice_ms = now.duration_since(self.created_at).as_millis() as u64,
+                    "ICE connected"
+                );
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
                 self.dc = Some(dc);
