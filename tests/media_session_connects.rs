@@ -271,9 +271,10 @@ async fn failed_sessions_close_with_their_cause() {
 
     let mut closed = Vec::new();
     while closed.len() < 2 {
-        match ws.recv_timeout(Duration::from_secs(45)).await.unwrap() {
-            ServerMessage::Close { session_id } => closed.push(session_id),
-            _ => {}
+        if let ServerMessage::Close { session_id } =
+            ws.recv_timeout(Duration::from_secs(45)).await.unwrap()
+        {
+            closed.push(session_id);
         }
     }
     closed.sort();
