@@ -631,17 +631,29 @@ impl Session {
         let Some(payload_type) = leg.payload_type else {
             return; // not negotiated yet
         };
-        let mut packet = inbound.packet.clone();
-        packet.header.ssrc = leg.ssrc;
-        packet.header.payload_type = payload_type;
-        // Extension IDs are per leg: drop the inbound ones, re-add the audio level with this
-        // receiver's ID (receivers use it for their level meters).
-        packet.header.extension = false;
-        packet.header.extensions.clear();
+        // The library takes the packet by value: a fresh header (no CSRC/extension vectors
+        // to copy) sharing the payload. Extension IDs are per leg: the inbound ones are
+        // dropped and the audio level re-added with this receiver's ID (for level meters).
+        let source = &inbound.packet.header;
+        let mut packet = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: source.version,
+                padding: source.padding,
+                marker: source.marker,
+                payload_type,
+                sequence_number: source.sequence_number,
+                timestamp: source.timestamp,
+                ssrc: leg.ssrc,
+                ..Default::default()
+            },
+            payload: inbound.packet.payload.clone(),
+        };
         if let (Some(id), Some(level)) = (leg.audio_level_ext, inbound.audio_level) {
-            let _ = packet
-                .header
-                .set_extension(id, bytes::Bytes::copy_from_slice(&[level]));
+            let level = usize::from(level);
+            let _ = packet.header.set_extension(
+                id,
+                bytes::Bytes::from_static(&AUDIO_LEVEL_BYTES[level..=level]),
+            );
         }
         let sender = leg.sender;
         if let Some(mut sender) = self.pc.rtp_sender(sender)
@@ -1315,6 +1327,17 @@ impl Session {
         }
     }
 }
+
+/// Every possible audio-level byte, so re-adding the extension shares static memory.
+static AUDIO_LEVEL_BYTES: [u8; 256] = {
+    let mut bytes = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        bytes[i] = i as u8;
+        i += 1;
+    }
+    bytes
+};
 
 /// The trickle message for one of our candidates, as the Calls client parses it.
 fn trickle_message(init: &RTCIceCandidateInit) -> String {
