@@ -20,6 +20,7 @@ pub mod auth;
 pub mod calls;
 pub mod client;
 pub mod config;
+pub mod load;
 pub mod logger;
 pub mod media;
 pub mod metrics;

@@ -1,0 +1,326 @@
+//! What a load run reports: a one-line progress display while it runs (stderr), counter
+//! snapshots at the window's edges, and the summary (a table on stdout, or JSON).
+//!
+//! The progress line is hand-written (one `\r`-rewritten line); a progress-bar crate would
+//! add a terminal stack for one line.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::cpu;
+use super::peer::PeerStatus;
+use super::scenario::Scenario;
+use super::stats::{Totals, percentile};
+
+/// Counters at one edge of the steady window.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    pub received: Totals,
+    pub sent: u64,
+    /// Daemon CPU (ns): forwarding threads, whole process; and RSS (KiB).
+    pub forwarding_cpu_ns: Option<u64>,
+    pub process_cpu_ns: Option<u64>,
+    pub rss_kib: Option<u64>,
+}
+
+impl Window {
+    pub fn snapshot(statuses: &[Arc<PeerStatus>], daemon_pid: Option<u32>) -> Self {
+        let mut window = Window::default();
+        for status in statuses {
+            window.sent += status.sent.load(Ordering::Relaxed);
+            if let Ok(stats) = status.stats.lock() {
+                let totals = stats.totals();
+                window.received.packets += totals.packets;
+                window.received.bytes += totals.bytes;
+                window.received.expected += totals.expected;
+                window.received.jitter_us_sum += totals.jitter_us_sum;
+                window.received.sources += totals.sources;
+            }
+        }
+        if let Some(pid) = daemon_pid {
+            window.forwarding_cpu_ns = cpu::threads_cpu_ns(pid, super::FORWARDING_THREADS).ok();
+            window.process_cpu_ns = cpu::threads_cpu_ns(pid, &[]).ok();
+            window.rss_kib = cpu::rss_kib(pid).ok();
+        }
+        window
+    }
+}
+
+/// The result of a run (SFU or floor), as printed and as JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub system: String,
+    pub participants: usize,
+    pub calls: usize,
+    pub speakers: usize,
+    pub sharing_calls: usize,
+    pub connected: usize,
+    pub failed: usize,
+    pub partial: bool,
+    pub connect_s: f64,
+    pub window_s: f64,
+    pub packets_sent: u64,
+    pub copies_received: u64,
+    pub copies_expected: u64,
+    pub loss_percent: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub jitter_ms: f64,
+    /// Forwarding threads' CPU per delivered packet copy.
+    pub cpu_us_per_copy: Option<f64>,
+    pub process_cpu_us_per_copy: Option<f64>,
+    pub forwarding_cpu_percent: Option<f64>,
+    pub process_cpu_percent: Option<f64>,
+    pub rss_mib: Option<f64>,
+    pub kib_per_session: Option<f64>,
+}
+
+/// How a run went, besides the counters.
+#[derive(Debug, Clone)]
+pub struct RunFacts {
+    pub connected_after: Duration,
+    pub window: Duration,
+    pub partial: bool,
+    /// Daemon RSS before the first join (KiB).
+    pub baseline_rss_kib: Option<u64>,
+}
+
+impl Summary {
+    pub fn from_peers(
+        scenario: &Scenario,
+        system: &str,
+        statuses: &[Arc<PeerStatus>],
+        start: &Window,
+        end: &Window,
+        facts: &RunFacts,
+    ) -> Self {
+        let mut latencies: Vec<u32> = Vec::new();
+        for status in statuses {
+            if let Ok(stats) = status.stats.lock() {
+                latencies.extend_from_slice(&stats.latencies_us);
+            }
+        }
+        let connected = statuses
+            .iter()
+            .filter(|s| s.connected.load(Ordering::Relaxed))
+            .count();
+        let failed = statuses
+            .iter()
+            .filter(|s| s.failed.load(Ordering::Relaxed))
+            .count();
+        let copies = end.received.packets.saturating_sub(start.received.packets);
+        let expected = end
+            .received
+            .expected
+            .saturating_sub(start.received.expected);
+        let window_s = facts.window.as_secs_f64();
+        let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+        let forwarding_ns = delta(start.forwarding_cpu_ns, end.forwarding_cpu_ns);
+        let process_ns = delta(start.process_cpu_ns, end.process_cpu_ns);
+        let per_copy = |ns: Option<u64>| {
+            ns.filter(|_| copies > 0)
+                .map(|ns| ns as f64 / 1e3 / copies as f64)
+        };
+        let percent = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e9 / window_s.max(1e-9) * 100.0);
+        let sessions = connected.max(1) as f64;
+        Summary {
+            system: system.to_owned(),
+            participants: scenario.participants,
+            calls: scenario.calls,
+            speakers: scenario.calls * scenario.speakers_per_call,
+            sharing_calls: scenario.sharing_calls(),
+            connected,
+            failed,
+            partial: facts.partial,
+            connect_s: facts.connected_after.as_secs_f64(),
+            window_s,
+            packets_sent: end.sent.saturating_sub(start.sent),
+            copies_received: copies,
+            copies_expected: expected,
+            loss_percent: if expected == 0 {
+                0.0
+            } else {
+                expected.saturating_sub(copies) as f64 * 100.0 / expected as f64
+            },
+            latency_p50_ms: percentile(&mut latencies, 50.0).map(|us| f64::from(us) / 1e3),
+            latency_p99_ms: percentile(&mut latencies, 99.0).map(|us| f64::from(us) / 1e3),
+            jitter_ms: if end.received.sources == 0 {
+                0.0
+            } else {
+                end.received.jitter_us_sum / end.received.sources as f64 / 1e3
+            },
+            cpu_us_per_copy: per_copy(forwarding_ns),
+            process_cpu_us_per_copy: per_copy(process_ns),
+            forwarding_cpu_percent: percent(forwarding_ns),
+            process_cpu_percent: percent(process_ns),
+            rss_mib: end.rss_kib.map(|k| k as f64 / 1024.0),
+            kib_per_session: delta(facts.baseline_rss_kib, end.rss_kib)
+                .map(|k| k as f64 / sessions),
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let rows: Vec<(&str, String)> = vec![
+            ("system", self.system.clone()),
+            (
+                "participants / calls",
+                format!("{} / {}", self.participants, self.calls),
+            ),
+            (
+                "speakers / calls sharing",
+                format!("{} / {}", self.speakers, self.sharing_calls),
+            ),
+            (
+                "connected / failed",
+                format!(
+                    "{} / {} (after {:.1} s)",
+                    self.connected, self.failed, self.connect_s
+                ),
+            ),
+            (
+                "steady window",
+                format!(
+                    "{:.1} s{}",
+                    self.window_s,
+                    if self.partial {
+                        " (interrupted: partial)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            ("packets sent", self.packets_sent.to_string()),
+            (
+                "copies received / expected",
+                format!("{} / {}", self.copies_received, self.copies_expected),
+            ),
+            ("loss", format!("{:.3} %", self.loss_percent)),
+            (
+                "latency p50 / p99",
+                format!(
+                    "{} / {} ms",
+                    opt(self.latency_p50_ms, 2),
+                    opt(self.latency_p99_ms, 2)
+                ),
+            ),
+            ("jitter (mean)", format!("{:.3} ms", self.jitter_ms)),
+            (
+                "CPU per copy (forwarding / process)",
+                format!(
+                    "{} / {} µs",
+                    opt(self.cpu_us_per_copy, 2),
+                    opt(self.process_cpu_us_per_copy, 2)
+                ),
+            ),
+            (
+                "CPU (forwarding / process)",
+                format!(
+                    "{} / {} % of a core",
+                    opt(self.forwarding_cpu_percent, 1),
+                    opt(self.process_cpu_percent, 1)
+                ),
+            ),
+            (
+                "RSS / per session",
+                format!(
+                    "{} MiB / {} KiB",
+                    opt(self.rss_mib, 1),
+                    opt(self.kib_per_session, 1)
+                ),
+            ),
+        ];
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        writeln!(f, "+-{}-+-{}-+", "-".repeat(width), "-".repeat(44))?;
+        for (key, value) in rows {
+            writeln!(f, "| {key:<width$} | {value:<44} |")?;
+        }
+        write!(f, "+-{}-+-{}-+", "-".repeat(width), "-".repeat(44))
+    }
+}
+
+/// The progress line.
+pub struct Progress {
+    participants: usize,
+    duration: Duration,
+    last: Instant,
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn new(scenario: &Scenario) -> Self {
+        Self {
+            participants: scenario.participants,
+            duration: scenario.duration,
+            last: Instant::now() - Duration::from_secs(1),
+            enabled: std::io::IsTerminal::is_terminal(&std::io::stderr())
+                || std::env::var_os("RTCD_LOAD_PROGRESS").is_some(),
+        }
+    }
+
+    fn show(&mut self, line: String) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{line:<100}");
+        let _ = err.flush();
+    }
+
+    pub fn joining(&mut self, joined: usize, statuses: &[Arc<PeerStatus>], elapsed: Duration) {
+        let connected = statuses
+            .iter()
+            .filter(|s| s.connected.load(Ordering::Relaxed))
+            .count();
+        let failed = statuses
+            .iter()
+            .filter(|s| s.failed.load(Ordering::Relaxed))
+            .count();
+        let line = format!(
+            "joining {} {joined}/{} joined, {connected} connected, {failed} failed ({:.0} s)",
+            bar(connected, self.participants),
+            self.participants,
+            elapsed.as_secs_f64()
+        );
+        self.show(line);
+    }
+
+    pub fn measuring(&mut self, elapsed: Duration, statuses: &[Arc<PeerStatus>], start: Totals) {
+        let received: u64 = statuses
+            .iter()
+            .filter_map(|s| s.stats.lock().ok().map(|s| s.packets))
+            .sum();
+        let copies = received.saturating_sub(start.packets);
+        let rate = copies as f64 / elapsed.as_secs_f64().max(0.001);
+        let line = format!(
+            "measuring {} {:.0}/{} s, {copies} copies ({rate:.0}/s)",
+            bar(
+                elapsed.as_millis() as usize,
+                self.duration.as_millis() as usize
+            ),
+            elapsed.as_secs_f64(),
+            self.duration.as_secs()
+        );
+        self.show(line);
+    }
+
+    pub fn finish(&mut self) {
+        if self.enabled {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "\r{:<100}", "");
+        }
+    }
+}
+
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 24;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(0).min(WIDTH);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
+}
