@@ -8,25 +8,28 @@ use std::io;
 /// CPU time (ns) of `pid`'s threads whose name starts with one of `prefixes` (all threads
 /// when empty).
 pub fn threads_cpu_ns(pid: u32, prefixes: &[&str]) -> io::Result<u64> {
-    let mut total = 0;
+    threads_cpu(pid, prefixes).map(|(matched, _)| matched)
+}
+
+/// CPU time (ns) of the threads matching `prefixes` and of all threads, read in one pass.
+pub fn threads_cpu(pid: u32, prefixes: &[&str]) -> io::Result<(u64, u64)> {
+    let (mut matched, mut total) = (0, 0);
     for entry in fs::read_dir(format!("/proc/{pid}/task"))? {
         let task = entry?.path();
-        if !prefixes.is_empty() {
-            let name = fs::read_to_string(task.join("comm")).unwrap_or_default();
-            if !prefixes.iter().any(|p| name.trim_end().starts_with(p)) {
-                continue;
-            }
-        }
         // A thread may exit between listing and reading: it no longer counts.
-        if let Ok(schedstat) = fs::read_to_string(task.join("schedstat")) {
-            total += schedstat
-                .split_whitespace()
-                .next()
-                .and_then(|ns| ns.parse::<u64>().ok())
-                .unwrap_or(0);
+        let Some(ns) = fs::read_to_string(task.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        total += ns;
+        let name = fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if prefixes.is_empty() || prefixes.iter().any(|p| name.trim_end().starts_with(p)) {
+            matched += ns;
         }
     }
-    Ok(total)
+    Ok((matched, total))
 }
 
 /// CPU time (ns) of the calling thread.

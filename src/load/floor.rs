@@ -216,7 +216,7 @@ pub async fn run(
         baseline_rss_kib: None,
     };
     Ok(Summary::from_peers(
-        scenario, "floor", &statuses, &start, &end, &facts,
+        scenario, "floor", &plans, &statuses, &start, &end, &facts,
     ))
 }
 

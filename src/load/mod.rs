@@ -225,6 +225,6 @@ pub async fn run(
         baseline_rss_kib,
     };
     Ok(Summary::from_peers(
-        scenario, "rtcd", &statuses, &start, &end, &facts,
+        scenario, "rtcd", &plans, &statuses, &start, &end, &facts,
     ))
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::cpu;
-use super::peer::PeerStatus;
+use super::peer::{PeerPlan, PeerStatus};
 use super::scenario::Scenario;
 use super::stats::{Totals, percentile};
 
@@ -40,8 +40,10 @@ impl Window {
             }
         }
         if let Some(pid) = daemon_pid {
-            window.forwarding_cpu_ns = cpu::threads_cpu_ns(pid, super::FORWARDING_THREADS).ok();
-            window.process_cpu_ns = cpu::threads_cpu_ns(pid, &[]).ok();
+            if let Ok((forwarding, process)) = cpu::threads_cpu(pid, super::FORWARDING_THREADS) {
+                window.forwarding_cpu_ns = Some(forwarding);
+                window.process_cpu_ns = Some(process);
+            }
             window.rss_kib = cpu::rss_kib(pid).ok();
         }
         window
@@ -58,6 +60,9 @@ pub struct Summary {
     pub sharing_calls: usize,
     pub connected: usize,
     pub failed: usize,
+    /// Participants someone else in their call sends to, and how many of them got media.
+    pub receivers_expected: usize,
+    pub receivers_with_media: usize,
     pub partial: bool,
     pub connect_s: f64,
     pub window_s: f64,
@@ -91,6 +96,7 @@ impl Summary {
     pub fn from_peers(
         scenario: &Scenario,
         system: &str,
+        plans: &[PeerPlan],
         statuses: &[Arc<PeerStatus>],
         start: &Window,
         end: &Window,
@@ -125,6 +131,20 @@ impl Summary {
         };
         let percent = |ns: Option<u64>| ns.map(|ns| ns as f64 / 1e9 / window_s.max(1e-9) * 100.0);
         let sessions = connected.max(1) as f64;
+        let sends = |p: &PeerPlan| p.speaker || p.screen_bps.is_some();
+        let mut receivers_expected = 0;
+        let mut receivers_with_media = 0;
+        for (plan, status) in plans.iter().zip(statuses) {
+            let others_send = plans
+                .iter()
+                .any(|o| o.call_id == plan.call_id && o.session_id != plan.session_id && sends(o));
+            if others_send {
+                receivers_expected += 1;
+                if status.stats.lock().is_ok_and(|s| s.packets > 0) {
+                    receivers_with_media += 1;
+                }
+            }
+        }
         Summary {
             system: system.to_owned(),
             participants: scenario.participants,
@@ -133,6 +153,8 @@ impl Summary {
             sharing_calls: scenario.sharing_calls(),
             connected,
             failed,
+            receivers_expected,
+            receivers_with_media,
             partial: facts.partial,
             connect_s: facts.connected_after.as_secs_f64(),
             window_s,
@@ -194,6 +216,13 @@ impl std::fmt::Display for Summary {
                     } else {
                         ""
                     }
+                ),
+            ),
+            (
+                "receivers with media",
+                format!(
+                    "{} / {}",
+                    self.receivers_with_media, self.receivers_expected
                 ),
             ),
             ("packets sent", self.packets_sent.to_string()),
