@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: the WebRTC core allocates several small buffers per packet; glibc's allocator
+/// fragments across the media threads (higher RSS per session) and is slower at this pattern.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use rtcd::config::{self, OverrideSource};
 use rtcd::version::VersionInfo;
 

@@ -7,6 +7,7 @@
 pub mod addresses;
 pub mod batch;
 pub mod discovery;
+pub mod queue;
 pub mod runtime;
 pub mod stun;
 pub mod tcp;

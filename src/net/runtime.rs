@@ -15,10 +15,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 
 use super::addresses::{self, Advertised, Protocol};
 use super::batch::{RecvBatch, SendBatch};
+use super::queue::{self, WorkerInbox, WorkerQueue};
 use super::tcp::{self, TcpWriter};
 use super::turn::{self, TurnServer};
 use super::{discovery, stun};
@@ -86,7 +87,7 @@ pub enum Input {
 
 /// The running SFU.
 pub struct SfuPlane {
-    workers: Vec<Sender<Input>>,
+    workers: Vec<WorkerQueue<Input>>,
     /// session → worker index (control-plane rate, not per packet).
     placement: Mutex<HashMap<String, usize>>,
     stopping: Arc<AtomicBool>,
@@ -162,7 +163,7 @@ impl SfuPlane {
 
         let mut workers = Vec::new();
         for index in 0..worker_count {
-            let (tx, rx) = crossbeam_channel::bounded(WORKER_QUEUE_CAPACITY);
+            let (tx, rx) = queue::bounded(WORKER_QUEUE_CAPACITY);
             workers.push(tx.clone());
             let worker = Worker::new(index as u8, advertised.clone(), metrics.clone());
             let driver = WorkerDriver {
@@ -289,7 +290,7 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
 fn run_udp_receiver(
     socket: &UdpSocket,
     local: SocketAddr,
-    workers: &[Sender<Input>],
+    workers: &[WorkerQueue<Input>],
     stopping: &AtomicBool,
 ) {
     let mut learned: HashMap<SocketAddr, usize> = HashMap::new();
@@ -371,7 +372,7 @@ struct WorkerDriver {
     relay_plan: Arc<RelayPlan>,
     runtime: tokio::runtime::Handle,
     /// This worker's own queue, for the relay sockets' reader tasks.
-    own_inputs: Sender<Input>,
+    own_inputs: WorkerQueue<Input>,
 }
 
 impl WorkerDriver {
@@ -445,7 +446,8 @@ impl WorkerDriver {
 }
 
 /// Loop of one worker thread.
-fn run_worker(mut worker: Worker, inputs: Receiver<Input>, driver: WorkerDriver) {
+fn run_worker(mut worker: Worker, inputs: WorkerInbox<Input>, driver: WorkerDriver) {
+    inputs.bind_current_thread();
     let WorkerDriver {
         ref sockets,
         ref events,
@@ -459,11 +461,7 @@ fn run_worker(mut worker: Worker, inputs: Receiver<Input>, driver: WorkerDriver)
         let deadline = worker
             .next_timeout()
             .map_or(now + IDLE_WAKEUP, |t| t.min(now + IDLE_WAKEUP));
-        let first = match inputs.recv_deadline(deadline) {
-            Ok(input) => Some(input),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+        let first = inputs.recv_deadline(deadline);
         // Bounded work per turn so timers are never starved.
         for input in first.into_iter().chain(inputs.try_iter().take(256)) {
             let now = Instant::now();
@@ -570,7 +568,7 @@ impl MediaPlane for SfuPlane {
         self.stopping.store(true, Ordering::Relaxed);
         self.tcp_stop.cancel();
         for worker in &self.workers {
-            let _ = worker.send_timeout(Input::Stop, Duration::from_secs(1));
+            let _ = worker.send_patiently(Input::Stop, Duration::from_secs(1));
         }
         for handle in self
             .threads

@@ -10,13 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::TrySendError;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::addresses::Protocol;
+use super::queue::WorkerQueue;
 use super::runtime::Input;
 use super::stun;
 use crate::sfu::session::Datagram;
@@ -38,7 +39,7 @@ pub type TcpWriter = mpsc::Sender<BytesMut>;
 pub async fn serve(
     listener: TcpListener,
     advertised: SocketAddr,
-    workers: Vec<Sender<Input>>,
+    workers: Vec<WorkerQueue<Input>>,
     stop: CancellationToken,
 ) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -74,7 +75,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    workers: &[Sender<Input>],
+    workers: &[WorkerQueue<Input>],
     stop: CancellationToken,
 ) -> Result<(), String> {
     let (mut reader, mut writer) = stream.into_split();

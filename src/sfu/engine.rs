@@ -13,6 +13,7 @@ use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 
 use rtc::interceptor::Registry;
+use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
@@ -128,6 +129,31 @@ pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
     Ok(engine)
 }
 
+thread_local! {
+    static CERTIFICATE: std::cell::OnceCell<RTCCertificate> = const { std::cell::OnceCell::new() };
+}
+
+/// The DTLS certificate of this media thread, generated once and shared by its sessions (as a
+/// server's TLS certificate is): a fresh ECDSA key per session costs CPU at every join and
+/// memory per session, and buys nothing for an SFU. rcgen's default validity runs to 4096.
+fn thread_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
+    CERTIFICATE.with(|cell| {
+        if let Some(certificate) = cell.get() {
+            return Ok(certificate.clone());
+        }
+        let provider = rtc::crypto::default_provider()
+            .map_err(|e| rtc::shared::error::Error::Other(e.to_string()))?;
+        let params = CertificateParams::new(vec!["rtcd".to_owned()])
+            .map_err(|e| rtc::shared::error::Error::Other(e.to_string()))?;
+        let certificate = RTCCertificate::generate(
+            provider.crypto(),
+            rtc::crypto::SignatureScheme::EcdsaP256Sha256,
+            params,
+        )?;
+        Ok(cell.get_or_init(|| certificate).clone())
+    })
+}
+
 /// Builds a session's peer connection with our ICE credentials. Gathering is ours: the
 /// caller adds the advertised host candidates.
 pub fn peer_connection(
@@ -160,7 +186,11 @@ pub fn peer_connection(
         )
         .build();
     RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(
+            RTCConfigurationBuilder::new()
+                .with_certificates(vec![thread_certificate()?])
+                .build(),
+        )
         .with_setting_engine(settings)
         .with_media_engine(engine)
         .with_interceptor_registry(registry)

@@ -5,7 +5,7 @@
 //! signaling lock, zlib SDP), connection-state tracking and the initial-offer deadline.
 //! Sans-IO: inputs carry `now`; outputs are pushed into [`Outputs`].
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +67,20 @@ pub struct Transmit {
     pub peer: SocketAddr,
     pub protocol: Protocol,
     pub data: BytesMut,
+}
+
+impl From<TaggedBytesMut> for Transmit {
+    fn from(transmit: TaggedBytesMut) -> Self {
+        Self {
+            local: transmit.transport.local_addr,
+            peer: transmit.transport.peer_addr,
+            protocol: match transmit.transport.transport_protocol {
+                TransportProtocol::TCP => Protocol::Tcp,
+                _ => Protocol::Udp,
+            },
+            data: transmit.message,
+        }
+    }
 }
 
 /// Where session outputs go.
@@ -238,11 +252,11 @@ impl Session {
             ice_connected: false,
             closed: None,
             published: Vec::new(),
-            legs: HashMap::new(),
+            legs: HashMap::default(),
             renegotiation_pending: false,
             offer_sent_at: None,
             muted: false,
-            video_sources: HashMap::new(),
+            video_sources: HashMap::default(),
             vad: super::vad::VoiceActivity::default(),
             voice_level_ext: None,
             screen_stream: None,
@@ -661,7 +675,8 @@ impl Session {
         {
             tracing::trace!(session_id = %self.config.session_id, "write_rtp: {err}");
         }
-        self.drain(now, out);
+        // Writing RTP produces only datagrams: no events or reads to pump.
+        self.drain_writes(now, out);
     }
 
     pub fn session_id(&self) -> &str {
@@ -1092,6 +1107,17 @@ impl Session {
         }
     }
 
+    /// Moves the datagrams the peer connection wants to send into `out` (not for relayed
+    /// sessions: their traffic must pass through the TURN client, see [`Session::drain`]).
+    fn drain_writes(&mut self, now: Instant, out: &mut Outputs) {
+        if !self.relays.is_empty() {
+            return self.drain(now, out);
+        }
+        while let Some(transmit) = self.pc.poll_write() {
+            out.transmits.push(Transmit::from(transmit));
+        }
+    }
+
     /// Drains everything the peer connection produced.
     fn drain(&mut self, now: Instant, out: &mut Outputs) {
         loop {
@@ -1107,15 +1133,7 @@ impl Session {
                     relay.send(now, transmit.transport.peer_addr, &transmit.message);
                     continue;
                 }
-                out.transmits.push(Transmit {
-                    local: transmit.transport.local_addr,
-                    peer: transmit.transport.peer_addr,
-                    protocol: match transmit.transport.transport_protocol {
-                        TransportProtocol::TCP => Protocol::Tcp,
-                        _ => Protocol::Udp,
-                    },
-                    data: transmit.message,
-                });
+                out.transmits.push(Transmit::from(transmit));
             }
             while let Some(event) = self.pc.poll_event() {
                 progressed = true;

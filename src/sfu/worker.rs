@@ -6,7 +6,9 @@
 //! feeds inputs with `now` and drains [`Outputs`].
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -59,14 +61,14 @@ impl Worker {
             index,
             metrics,
             candidates,
-            sessions: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_flow: HashMap::new(),
-            flows_of: HashMap::new(),
-            by_relay_socket: HashMap::new(),
-            calls: HashMap::new(),
+            sessions: HashMap::default(),
+            by_ufrag: HashMap::default(),
+            by_flow: HashMap::default(),
+            flows_of: HashMap::default(),
+            by_relay_socket: HashMap::default(),
+            calls: HashMap::default(),
             receivers: Vec::new(),
-            deadlines: HashMap::new(),
+            deadlines: HashMap::default(),
             timers: BinaryHeap::new(),
             timers_dirty: Vec::new(),
             timers_due: Vec::new(),
@@ -280,7 +282,7 @@ impl Worker {
                 self.collect_receivers(&inbound.key.0);
                 let receivers = std::mem::take(&mut self.receivers);
                 for receiver in &receivers {
-                    self.with_session(receiver, |s, out| s.forward(now, &inbound, out));
+                    self.run_session(receiver, false, |s, out| s.forward(now, &inbound, out));
                 }
                 self.receivers = receivers;
             }
@@ -289,6 +291,18 @@ impl Worker {
 
     /// Runs `f` on a session, isolating panics; removes sessions that ended.
     fn with_session(&mut self, session_id: &str, f: impl FnOnce(&mut Session, &mut Outputs)) {
+        self.run_session(session_id, true, f);
+    }
+
+    /// [`Worker::with_session`]; `timers_may_change: false` skips re-reading the session's
+    /// deadline (forwarding a packet does not move the core's timers, and re-reading them per
+    /// receiver per packet costs more than the forwarding itself).
+    fn run_session(
+        &mut self,
+        session_id: &str,
+        timers_may_change: bool,
+        f: impl FnOnce(&mut Session, &mut Outputs),
+    ) {
         let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
@@ -310,7 +324,7 @@ impl Worker {
             .is_some_and(|s| s.closed().is_some())
         {
             self.remove(session_id);
-        } else {
+        } else if timers_may_change {
             self.mark_timer_dirty(session_id);
         }
     }
