@@ -103,7 +103,9 @@ def panel(x0, title, series, unit, sizes):
     w, h, left, top = 360, 220, 50, 30
     values = [v for (_, _, pts, _) in series for (_, v) in pts if v is not None]
     top_value = max(values + [1e-9]) * 1.15
-    xs = {n: x0 + left + (i * (w - left - 10) / max(1, len(sizes) - 1) if len(sizes) > 1 else (w - left) / 2) for i, n in enumerate(sizes)}
+    # x proportional to participants, from 0.
+    largest = max(sizes) if sizes else 1
+    xs = {n: x0 + left + (w - left - 15) * n / largest for n in sizes}
     y = lambda v: top + (h - top - 30) * (1 - v / top_value)
     out = [f'<text x="{x0 + w / 2}" y="18" text-anchor="middle" font-size="13">{title}</text>']
     out.append(f'<line x1="{x0 + left}" y1="{y(0)}" x2="{x0 + w - 5}" y2="{y(0)}" stroke="#888"/>')
