@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::LoadError;
 use super::peer::{AUDIO_INTERVAL, AUDIO_PAYLOAD, PeerStatus, VIDEO_PAYLOAD};
-use super::report::{Progress, RunFacts, Summary, Window};
+use super::report::{self, CpuProbe, RunFacts, Summary};
 use super::scenario::Scenario;
 use super::srtp_gcm::SrtpGcm;
 use crate::net::batch::{BATCH, RecvBatch, SLOT, SendBatch};
@@ -179,29 +179,15 @@ pub async fn run(
         _ = interrupted.cancelled() => partial = true,
         _ = tokio::time::sleep(scenario.warmup) => {}
     }
-    let probe = || {
-        let pid = std::process::id();
-        super::cpu::threads_cpu_ns(pid, &[FORWARDER_THREAD]).ok()
-    };
-    let mut start = Window::snapshot(&statuses, None);
-    start.forwarding_cpu_ns = probe();
-    start.process_cpu_ns = start.forwarding_cpu_ns;
-    measuring.store(true, Ordering::Relaxed);
-    let mut progress = Progress::new(scenario);
-    let window_started = Instant::now();
-    while !partial && window_started.elapsed() < scenario.duration {
-        progress.measuring(window_started.elapsed(), &statuses, start.received);
-        tokio::select! {
-            _ = interrupted.cancelled() => partial = true,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-    measuring.store(false, Ordering::Relaxed);
-    let mut end = Window::snapshot(&statuses, None);
-    end.forwarding_cpu_ns = probe();
-    end.process_cpu_ns = end.forwarding_cpu_ns;
-    let window = window_started.elapsed();
-    progress.finish();
+    let (start, end, window) = report::steady_window(
+        scenario,
+        &statuses,
+        &measuring,
+        &interrupted,
+        CpuProbe::OwnThreads(FORWARDER_THREAD),
+        &mut partial,
+    )
+    .await;
 
     stop.cancel();
     for task in tasks {

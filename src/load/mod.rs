@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::Client;
 use crate::ws::codec::{JoinData, RtcMessage, ServerMessage};
 use peer::{Outgoing, PeerContext, PeerStatus};
-use report::{Progress, RunFacts, Summary, Window};
+use report::{CpuProbe, Progress, RunFacts, Summary};
 use scenario::Scenario;
 
 /// Load-run failure.
@@ -196,21 +196,17 @@ pub async fn run(
         }
     }
 
-    // The steady window.
-    let start = Window::snapshot(&statuses, target.daemon_pid);
-    measuring.store(true, Ordering::Relaxed);
-    let window_started = Instant::now();
-    while !partial && window_started.elapsed() < scenario.duration {
-        progress.measuring(window_started.elapsed(), &statuses, start.received);
-        tokio::select! {
-            _ = interrupted.cancelled() => partial = true,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
-    measuring.store(false, Ordering::Relaxed);
-    let end = Window::snapshot(&statuses, target.daemon_pid);
-    let window = window_started.elapsed();
     progress.finish();
+    let probe = target.daemon_pid.map_or(CpuProbe::None, CpuProbe::Daemon);
+    let (start, end, window) = report::steady_window(
+        scenario,
+        &statuses,
+        &measuring,
+        &interrupted,
+        probe,
+        &mut partial,
+    )
+    .await;
 
     stop.cancel();
     drop(outbox);

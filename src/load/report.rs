@@ -6,13 +6,59 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::cpu;
 use super::peer::{PeerPlan, PeerStatus};
 use super::scenario::Scenario;
 use super::stats::{Totals, percentile};
+
+/// Whose CPU and memory a window measures.
+#[derive(Debug, Clone, Copy)]
+pub enum CpuProbe {
+    /// The daemon: its forwarding threads, the whole process, and its RSS.
+    Daemon(u32),
+    /// Threads of this process with a name prefix (the floor's forwarder).
+    OwnThreads(&'static str),
+    None,
+}
+
+/// Participants whose flag `pick` is set.
+pub fn count(statuses: &[Arc<PeerStatus>], pick: impl Fn(&PeerStatus) -> &AtomicBool) -> usize {
+    statuses
+        .iter()
+        .filter(|s| pick(s).load(Ordering::Relaxed))
+        .count()
+}
+
+/// Measures the steady window: snapshots at both edges, latency samples kept in between,
+/// the progress line updated; ends early (`partial`) when `interrupted`.
+pub async fn steady_window(
+    scenario: &Scenario,
+    statuses: &[Arc<PeerStatus>],
+    measuring: &AtomicBool,
+    interrupted: &tokio_util::sync::CancellationToken,
+    probe: CpuProbe,
+    partial: &mut bool,
+) -> (Window, Window, Duration) {
+    let mut progress = Progress::new(scenario);
+    let start = Window::snapshot(statuses, probe);
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    while !*partial && started.elapsed() < scenario.duration {
+        progress.measuring(started.elapsed(), statuses, start.received);
+        tokio::select! {
+            _ = interrupted.cancelled() => *partial = true,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    measuring.store(false, Ordering::Relaxed);
+    let end = Window::snapshot(statuses, probe);
+    let window = started.elapsed();
+    progress.finish();
+    (start, end, window)
+}
 
 /// Counters at one edge of the steady window.
 #[derive(Debug, Clone, Default)]
@@ -26,7 +72,7 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn snapshot(statuses: &[Arc<PeerStatus>], daemon_pid: Option<u32>) -> Self {
+    pub fn snapshot(statuses: &[Arc<PeerStatus>], probe: CpuProbe) -> Self {
         let mut window = Window::default();
         for status in statuses {
             window.sent += status.sent.load(Ordering::Relaxed);
@@ -39,12 +85,21 @@ impl Window {
                 window.received.sources += totals.sources;
             }
         }
-        if let Some(pid) = daemon_pid {
-            if let Ok((forwarding, process)) = cpu::threads_cpu(pid, super::FORWARDING_THREADS) {
-                window.forwarding_cpu_ns = Some(forwarding);
-                window.process_cpu_ns = Some(process);
+        match probe {
+            CpuProbe::Daemon(pid) => {
+                if let Ok((forwarding, process)) = cpu::threads_cpu(pid, super::FORWARDING_THREADS)
+                {
+                    window.forwarding_cpu_ns = Some(forwarding);
+                    window.process_cpu_ns = Some(process);
+                }
+                window.rss_kib = cpu::rss_kib(pid).ok();
             }
-            window.rss_kib = cpu::rss_kib(pid).ok();
+            CpuProbe::OwnThreads(prefix) => {
+                let own = cpu::threads_cpu_ns(std::process::id(), &[prefix]).ok();
+                window.forwarding_cpu_ns = own;
+                window.process_cpu_ns = own;
+            }
+            CpuProbe::None => {}
         }
         window
     }
@@ -108,14 +163,8 @@ impl Summary {
                 latencies.extend_from_slice(&stats.latencies_us);
             }
         }
-        let connected = statuses
-            .iter()
-            .filter(|s| s.connected.load(Ordering::Relaxed))
-            .count();
-        let failed = statuses
-            .iter()
-            .filter(|s| s.failed.load(Ordering::Relaxed))
-            .count();
+        let connected = count(statuses, |s| &s.connected);
+        let failed = count(statuses, |s| &s.failed);
         let copies = end.received.packets.saturating_sub(start.received.packets);
         let expected = end
             .received
@@ -304,14 +353,8 @@ impl Progress {
     }
 
     pub fn joining(&mut self, joined: usize, statuses: &[Arc<PeerStatus>], elapsed: Duration) {
-        let connected = statuses
-            .iter()
-            .filter(|s| s.connected.load(Ordering::Relaxed))
-            .count();
-        let failed = statuses
-            .iter()
-            .filter(|s| s.failed.load(Ordering::Relaxed))
-            .count();
+        let connected = count(statuses, |s| &s.connected);
+        let failed = count(statuses, |s| &s.failed);
         let line = format!(
             "joining {} {joined}/{} joined, {connected} connected, {failed} failed ({:.0} s)",
             bar(connected, self.participants),

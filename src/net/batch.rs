@@ -74,15 +74,12 @@ impl RecvBatch {
                 iov_base: unsafe { base.add(i * SLOT) }.cast(),
                 iov_len: SLOT,
             };
-            let header = &mut self.headers[i].msg_hdr;
-            header.msg_name = (&raw mut self.addresses[i]).cast();
-            header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            header.msg_iov = &raw mut self.iovecs[i];
-            header.msg_iovlen = 1;
-            header.msg_control = std::ptr::null_mut();
-            header.msg_controllen = 0;
-            header.msg_flags = 0;
-            self.headers[i].msg_len = 0;
+            point(
+                &mut self.headers[i],
+                (&raw mut self.addresses[i]).cast(),
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+                &raw mut self.iovecs[i],
+            );
         }
         // SAFETY: every header points at live buffers owned by `self` for the whole call.
         let received = unsafe {
@@ -160,14 +157,12 @@ impl SendBatch {
                 count += 1;
             }
             for i in 0..count {
-                let header = &mut self.headers[i].msg_hdr;
-                header.msg_name = self.addresses[i].as_ptr().cast_mut().cast();
-                header.msg_namelen = self.addresses[i].len();
-                header.msg_iov = &raw mut self.iovecs[i];
-                header.msg_iovlen = 1;
-                header.msg_control = std::ptr::null_mut();
-                header.msg_controllen = 0;
-                header.msg_flags = 0;
+                point(
+                    &mut self.headers[i],
+                    self.addresses[i].as_ptr().cast_mut().cast(),
+                    self.addresses[i].len(),
+                    &raw mut self.iovecs[i],
+                );
             }
             let mut sent = 0;
             while sent < count {
@@ -197,6 +192,24 @@ impl SendBatch {
         }
         refused
     }
+}
+
+/// Points `header` at one address and one buffer (no control data).
+fn point(
+    header: &mut libc::mmsghdr,
+    name: *mut libc::c_void,
+    namelen: libc::socklen_t,
+    iov: *mut libc::iovec,
+) {
+    header.msg_len = 0;
+    let header = &mut header.msg_hdr;
+    header.msg_name = name;
+    header.msg_namelen = namelen;
+    header.msg_iov = iov;
+    header.msg_iovlen = 1;
+    header.msg_control = std::ptr::null_mut();
+    header.msg_controllen = 0;
+    header.msg_flags = 0;
 }
 
 /// A kernel socket address as a std one (IPv4 and IPv6 only).

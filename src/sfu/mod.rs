@@ -6,6 +6,8 @@ pub mod dc_protocol;
 pub mod engine;
 pub mod relay;
 pub mod session;
+pub mod simulcast;
 pub mod tracks;
 pub mod vad;
+pub mod vp8;
 pub mod worker;
