@@ -57,6 +57,21 @@ fn ten_participants_in_two_calls_through_rtcd() {
     assert_media_everywhere(&json, &stdout);
     assert_eq!(json["connected"], 10, "{stdout}");
     assert!(json["cpu_us_per_copy"].as_f64().unwrap() > 0.0, "{stdout}");
+    // The share is simulcast (rids l and h); each receiver got one layer on one SSRC with
+    // continuous numbering: the VP8 picture ID never ran backwards.
+    assert!(
+        json["video_copies_received"].as_u64().unwrap() > 50,
+        "{stdout}"
+    );
+    assert_eq!(json["picture_id_regressions"], 0, "{stdout}");
+    let log = daemon.log_text();
+    assert!(log.contains("simulcast layer published"), "{log}");
+    // The sharing call has 4 receivers of the screen; each starts on the high layer.
+    let started = log
+        .lines()
+        .filter(|l| l.contains("simulcast: forwarding layer") && l.contains("layer=\"h\""))
+        .count();
+    assert_eq!(started, 4, "{log}");
     assert!(json["rss_mib"].as_f64().unwrap() > 1.0, "{stdout}");
 }
 

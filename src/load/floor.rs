@@ -232,7 +232,7 @@ async fn participant_loop(
         out[2..4].copy_from_slice(&seq.to_be_bytes());
         out[4..8].copy_from_slice(&((sent_us * 48 / 1_000) as u32).to_be_bytes());
         out[8..12].copy_from_slice(&ssrc.to_be_bytes());
-        out[12..20].copy_from_slice(&sent_us.to_be_bytes());
+        out[12 + size - 8..12 + size].copy_from_slice(&sent_us.to_be_bytes());
         participant.send.protect(out, 12 + size)
     };
     loop {

@@ -94,7 +94,22 @@ struct Sender {
     payload_type: u8,
     clock_rate: u32,
     level_ext: Option<u8>,
+    /// Simulcast: the layer's rid and the mid/rid header extensions that let the SFU map
+    /// this SSRC to its layer.
+    rid: Option<&'static str>,
+    mid_ext: Option<(u8, Bytes)>,
+    rid_ext: Option<u8>,
+    /// VP8 descriptor state: picture ID, TL0PICIDX, frames sent.
+    picture_id: u16,
+    tl0: u8,
+    frames: u32,
 }
+
+/// Frames between keyframes of a screen layer.
+const KEYFRAME_EVERY: u32 = 30;
+/// Frames of the high layer per frame of the low layer (the client's `l` runs at a quarter of
+/// `h`'s rate and a fifth of its bitrate).
+const LOW_LAYER_DIVISOR: u32 = 3;
 
 /// Runs one participant until `stop` or a close from the SFU.
 pub async fn run(
@@ -145,9 +160,12 @@ async fn drive(
     let frame_interval = Duration::from_secs(1) / VIDEO_FPS;
     let mut video_tick = tokio::time::interval(frame_interval);
     video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let packets_per_frame = plan.screen_bps.map_or(0, |bps| {
-        (bps / u64::from(VIDEO_FPS) / (VIDEO_PAYLOAD as u64 * 8)).max(1)
-    });
+    let per_frame = |bps: u64, fps: u32| (bps / u64::from(fps) / (VIDEO_PAYLOAD as u64 * 8)).max(1);
+    let high_per_frame = plan.screen_bps.map_or(0, |bps| per_frame(bps, VIDEO_FPS));
+    let low_per_frame = plan
+        .screen_bps
+        .map_or(0, |bps| per_frame(bps / 5, VIDEO_FPS / LOW_LAYER_DIVISOR));
+    let mut video_frames: u32 = 0;
     let mut buf = vec![0u8; 2048];
     loop {
         peer.flush(&socket, context, status).await;
@@ -181,11 +199,15 @@ async fn drive(
                 peer.send_audio(context.epoch);
                 status.sent.fetch_add(1, Ordering::Relaxed);
             }
-            _ = video_tick.tick(), if packets_per_frame > 0 && peer.connected => {
-                for _ in 0..packets_per_frame {
-                    peer.send_video(context.epoch);
+            _ = video_tick.tick(), if high_per_frame > 0 && peer.connected => {
+                peer.send_frame(1, high_per_frame, context.epoch);
+                let mut sent = high_per_frame;
+                if video_frames.is_multiple_of(LOW_LAYER_DIVISOR) {
+                    peer.send_frame(0, low_per_frame, context.epoch);
+                    sent += low_per_frame;
                 }
-                status.sent.fetch_add(packets_per_frame, Ordering::Relaxed);
+                video_frames = video_frames.wrapping_add(1);
+                status.sent.fetch_add(sent, Ordering::Relaxed);
             }
         }
     }
@@ -208,7 +230,8 @@ fn rtc_message(plan: &PeerPlan, msg_type: u64, data: String) -> RtcMessage {
 struct Peer {
     pc: RTCPeerConnection,
     audio: Option<Sender>,
-    video: Option<Sender>,
+    /// Screen-share layers: `l` then `h` (one track, two encodings).
+    video: Vec<Sender>,
     connected: bool,
     payload: Vec<u8>,
 }
@@ -239,46 +262,83 @@ impl Peer {
             .build(Instant::now())
             .map_err(err)?;
         pc.create_data_channel("calls-dc", None).map_err(err)?;
-        let mut add = |kind: RtpCodecKind, stream: &str, mime: &str, rate: u32, channels: u16| {
-            let ssrc: u32 = rand::random();
+        let mut add = |kind: RtpCodecKind,
+                       stream: &str,
+                       mime: &str,
+                       rate: u32,
+                       channels: u16,
+                       rids: &[Option<&'static str>]| {
+            let layers: Vec<(Option<&'static str>, u32)> =
+                rids.iter().map(|rid| (*rid, rand::random())).collect();
             let track = MediaStreamTrack::new(
                 format!("{stream}-{}", plan.session_id),
                 format!("{stream}-track-{}", plan.session_id),
                 stream.into(),
                 kind,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
+                layers
+                    .iter()
+                    .map(|(rid, ssrc)| RTCRtpEncodingParameters {
+                        rtp_coding_parameters: RTCRtpCodingParameters {
+                            rid: rid.unwrap_or_default().into(),
+                            ssrc: Some(*ssrc),
+                            ..Default::default()
+                        },
+                        codec: RTCRtpCodec {
+                            mime_type: mime.into(),
+                            clock_rate: rate,
+                            channels,
+                            ..Default::default()
+                        },
                         ..Default::default()
-                    },
-                    codec: RTCRtpCodec {
-                        mime_type: mime.into(),
-                        clock_rate: rate,
-                        channels,
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                }],
+                    })
+                    .collect(),
             );
-            pc.add_track(track).map(|id| Sender {
-                id,
-                ssrc,
-                seq: rand::random(),
-                payload_type: 0,
-                clock_rate: rate,
-                level_ext: None,
+            pc.add_track(track).map(|id| {
+                layers
+                    .into_iter()
+                    .map(|(rid, ssrc)| Sender {
+                        id,
+                        ssrc,
+                        seq: rand::random(),
+                        payload_type: 0,
+                        clock_rate: rate,
+                        level_ext: None,
+                        rid,
+                        mid_ext: None,
+                        rid_ext: None,
+                        picture_id: rand::random::<u16>() & 0x7fff,
+                        tl0: rand::random(),
+                        frames: 0,
+                    })
+                    .collect::<Vec<_>>()
             })
         };
-        let audio = plan
-            .speaker
-            .then(|| add(RtpCodecKind::Audio, "voice", "audio/opus", 48_000, 2))
-            .transpose()
-            .map_err(err)?;
-        let video = plan
-            .screen_bps
-            .map(|_| add(RtpCodecKind::Video, "screen", "video/VP8", 90_000, 0))
-            .transpose()
-            .map_err(err)?;
+        let audio = if plan.speaker {
+            add(
+                RtpCodecKind::Audio,
+                "voice",
+                "audio/opus",
+                48_000,
+                2,
+                &[None],
+            )
+            .map_err(err)?
+            .pop()
+        } else {
+            None
+        };
+        let video = match plan.screen_bps {
+            Some(_) => add(
+                RtpCodecKind::Video,
+                "screen",
+                "video/VP8",
+                90_000,
+                0,
+                &[Some("l"), Some("h")],
+            )
+            .map_err(err)?,
+            None => Vec::new(),
+        };
         Ok(Self {
             pc,
             audio,
@@ -454,22 +514,52 @@ impl Peer {
 
     /// Reads the negotiated payload types and extension IDs of our senders.
     fn resolve_senders(&mut self) {
-        for sender in [self.audio.as_mut(), self.video.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        let video_mid = self.video_mid();
+        for sender in self.audio.iter_mut().chain(self.video.iter_mut()) {
             if let Some(mut rtp_sender) = self.pc.rtp_sender(sender.id) {
                 let parameters = &rtp_sender.get_parameters().rtp_parameters;
-                if let Some(codec) = parameters.codecs.first() {
+                let ext = |uri: &str| {
+                    parameters
+                        .header_extensions
+                        .iter()
+                        .find(|e| e.uri == uri)
+                        .and_then(|e| u8::try_from(e.id).ok())
+                };
+                let mime = if sender.clock_rate == 48_000 {
+                    "audio/opus"
+                } else {
+                    "video/VP8"
+                };
+                if let Some(codec) = parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+                {
                     sender.payload_type = codec.payload_type;
                 }
-                sender.level_ext = parameters
-                    .header_extensions
-                    .iter()
-                    .find(|e| e.uri == crate::sfu::engine::AUDIO_LEVEL_URI)
-                    .and_then(|e| u8::try_from(e.id).ok());
+                sender.level_ext = ext(crate::sfu::engine::AUDIO_LEVEL_URI);
+                if sender.rid.is_some() {
+                    sender.rid_ext = ext("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id");
+                    sender.mid_ext = ext("urn:ietf:params:rtp-hdrext:sdes:mid")
+                        .zip(video_mid.clone())
+                        .map(|(id, mid)| (id, Bytes::from(mid.into_bytes())));
+                }
             }
         }
+    }
+
+    /// The mid of our video m-line, from our local description.
+    fn video_mid(&self) -> Option<String> {
+        let sdp = self.pc.local_description()?.sdp.clone();
+        let mut in_video = false;
+        for line in sdp.lines() {
+            if line.starts_with("m=") {
+                in_video = line.starts_with("m=video");
+            } else if in_video && let Some(mid) = line.strip_prefix("a=mid:") {
+                return Some(mid.trim().to_owned());
+            }
+        }
+        None
     }
 
     fn send_audio(&mut self, epoch: Instant) {
@@ -485,17 +575,34 @@ impl Peer {
         );
     }
 
-    fn send_video(&mut self, epoch: Instant) {
-        let Some(sender) = self.video.as_mut() else {
+    /// One frame of screen layer `layer` (0 = `l`, 1 = `h`) in `packets` packets, each with a
+    /// VP8 payload descriptor; a keyframe every [`KEYFRAME_EVERY`] frames.
+    fn send_frame(&mut self, layer: usize, packets: u64, epoch: Instant) {
+        let Some(sender) = self.video.get_mut(layer) else {
             return;
         };
-        Self::send(
-            &mut self.pc,
-            sender,
-            &mut self.payload,
-            VIDEO_PAYLOAD,
-            epoch,
-        );
+        let keyframe = sender.frames.is_multiple_of(KEYFRAME_EVERY);
+        sender.frames = sender.frames.wrapping_add(1);
+        sender.picture_id = (sender.picture_id + 1) & 0x7fff;
+        sender.tl0 = sender.tl0.wrapping_add(1);
+        for index in 0..packets {
+            let start = index == 0;
+            // X=1, S on the first packet; I=1 (15-bit picture ID), L=1 (TL0PICIDX).
+            self.payload[0] = if start { 0x90 } else { 0x80 };
+            self.payload[1] = 0xc0;
+            self.payload[2] = 0x80 | (sender.picture_id >> 8) as u8;
+            self.payload[3] = sender.picture_id as u8;
+            self.payload[4] = sender.tl0;
+            // VP8 payload header: P=0 marks a keyframe.
+            self.payload[5] = if keyframe { 0x10 } else { 0x11 };
+            Self::send(
+                &mut self.pc,
+                sender,
+                &mut self.payload,
+                VIDEO_PAYLOAD,
+                epoch,
+            );
+        }
     }
 
     fn send(
@@ -507,7 +614,8 @@ impl Peer {
     ) {
         sender.seq = sender.seq.wrapping_add(1);
         let sent_us = epoch.elapsed().as_micros() as u64;
-        payload[..8].copy_from_slice(&sent_us.to_be_bytes());
+        // The send time ends the payload (video payloads start with the VP8 descriptor).
+        payload[size - 8..size].copy_from_slice(&sent_us.to_be_bytes());
         let mut packet = rtc::rtp::packet::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
@@ -523,6 +631,14 @@ impl Peer {
             let _ = packet
                 .header
                 .set_extension(id, Bytes::from_static(&[SPEECH_LEVEL]));
+        }
+        if let (Some((id, mid)), Some(rid_id), Some(rid)) =
+            (sender.mid_ext.as_ref(), sender.rid_ext, sender.rid)
+        {
+            let _ = packet.header.set_extension(*id, mid.clone());
+            let _ = packet
+                .header
+                .set_extension(rid_id, Bytes::from_static(rid.as_bytes()));
         }
         if let Some(mut rtp_sender) = pc.rtp_sender(sender.id) {
             let _ = rtp_sender.write_rtp(Instant::now(), packet);

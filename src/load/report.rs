@@ -79,6 +79,8 @@ impl Window {
             if let Ok(stats) = status.stats.lock() {
                 let totals = stats.totals();
                 window.received.packets += totals.packets;
+                window.received.video_packets += totals.video_packets;
+                window.received.picture_id_regressions += totals.picture_id_regressions;
                 window.received.bytes += totals.bytes;
                 window.received.expected += totals.expected;
                 window.received.jitter_us_sum += totals.jitter_us_sum;
@@ -123,6 +125,9 @@ pub struct Summary {
     pub window_s: f64,
     pub packets_sent: u64,
     pub copies_received: u64,
+    /// Screen copies received, and those whose VP8 picture ID ran backwards.
+    pub video_copies_received: u64,
+    pub picture_id_regressions: u64,
     pub copies_expected: u64,
     pub loss_percent: f64,
     pub latency_p50_ms: Option<f64>,
@@ -209,6 +214,11 @@ impl Summary {
             window_s,
             packets_sent: end.sent.saturating_sub(start.sent),
             copies_received: copies,
+            video_copies_received: end
+                .received
+                .video_packets
+                .saturating_sub(start.received.video_packets),
+            picture_id_regressions: end.received.picture_id_regressions,
             copies_expected: expected,
             loss_percent: if expected == 0 {
                 0.0
@@ -280,6 +290,13 @@ impl std::fmt::Display for Summary {
                 format!("{} / {}", self.copies_received, self.copies_expected),
             ),
             ("loss", format!("{:.3} %", self.loss_percent)),
+            (
+                "screen copies / picture-ID regressions",
+                format!(
+                    "{} / {}",
+                    self.video_copies_received, self.picture_id_regressions
+                ),
+            ),
             (
                 "latency p50 / p99",
                 format!(

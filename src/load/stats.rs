@@ -14,6 +14,8 @@ struct Source {
     last_transit_us: Option<i64>,
     /// Smoothed |ΔD| in µs (RFC 3550 §A.8 on microseconds).
     jitter_us: f64,
+    /// Last VP8 picture ID seen (screen packets).
+    picture_id: Option<u16>,
 }
 
 /// A receiver's statistics.
@@ -24,12 +26,18 @@ pub struct ReceiveStats {
     sources: HashMap<u32, Source>,
     /// One-way latencies (µs) of packets received while measuring.
     pub latencies_us: Vec<u32>,
+    /// Screen packets, and those whose VP8 picture ID ran backwards on their stream (a
+    /// receiver must see one continuous stream, also across simulcast layer switches).
+    pub video_packets: u64,
+    pub picture_id_regressions: u64,
 }
 
 /// Counters at one instant (for window deltas).
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Totals {
     pub packets: u64,
+    pub video_packets: u64,
+    pub picture_id_regressions: u64,
     pub bytes: u64,
     /// Packets the sequence numbers say should have arrived.
     pub expected: u64,
@@ -45,8 +53,9 @@ impl ReceiveStats {
         self.bytes += packet.payload.len() as u64;
         let sent_us = packet
             .payload
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .len()
+            .checked_sub(8)
+            .and_then(|at| <[u8; 8]>::try_from(&packet.payload[at..]).ok())
             .map(u64::from_be_bytes);
         let seq = packet.header.sequence_number;
         let source = self.sources.entry(packet.header.ssrc).or_insert(Source {
@@ -55,6 +64,19 @@ impl ReceiveStats {
             ..Default::default()
         });
         source.received += 1;
+        if packet.payload.len() == super::peer::VIDEO_PAYLOAD
+            && let Some((_, _, id)) =
+                crate::sfu::vp8::descriptor(&packet.payload).and_then(|d| d.picture_id)
+        {
+            self.video_packets += 1;
+            if let Some(last) = source.picture_id {
+                let behind = last.wrapping_sub(id) & 0x7fff;
+                if behind != 0 && behind < 0x4000 {
+                    self.picture_id_regressions += 1;
+                }
+            }
+            source.picture_id = Some(id);
+        }
         // Extend with the wrap count nearest to the highest seen.
         let highest = source.highest;
         let candidate = (highest & !0xffff) | u64::from(seq);
@@ -85,6 +107,8 @@ impl ReceiveStats {
     pub fn totals(&self) -> Totals {
         let mut totals = Totals {
             packets: self.packets,
+            video_packets: self.video_packets,
+            picture_id_regressions: self.picture_id_regressions,
             bytes: self.bytes,
             ..Default::default()
         };
@@ -113,7 +137,7 @@ mod tests {
 
     fn packet(ssrc: u32, seq: u16, sent_us: u64) -> rtc::rtp::packet::Packet {
         let mut payload = vec![0u8; 20];
-        payload[..8].copy_from_slice(&sent_us.to_be_bytes());
+        payload[12..].copy_from_slice(&sent_us.to_be_bytes());
         rtc::rtp::packet::Packet {
             header: rtc::rtp::header::Header {
                 ssrc,

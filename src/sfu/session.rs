@@ -36,6 +36,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use super::dc_protocol::{self, ClientDcMessage, MediaMapEntry};
 use super::engine;
 use super::relay::{Relay, RelayEvent, RelayTransport};
+use super::simulcast::{Layer, LayerSwitcher, Verdict};
 use super::tracks::{self, PublishedTrack, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind};
@@ -94,12 +95,38 @@ pub struct Outputs {
     pub ready: Vec<String>,
     /// Media to fan out.
     pub rtp: Vec<InboundRtp>,
-    /// Keyframes wanted from publishers: (publisher session, source track ID).
-    pub keyframe_requests: Vec<(String, String)>,
+    /// Keyframes wanted from publishers.
+    pub keyframe_requests: Vec<KeyframeRequest>,
     /// Tracks no longer published: (publisher session, source track ID).
     pub unpublished: Vec<(String, String)>,
     /// Relay sockets of ended sessions (the driver closes them after sending the transmits).
     pub released_relay_sockets: Vec<SocketAddr>,
+}
+
+/// A keyframe wanted from a publisher's track (a simulcast layer of it, if given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyframeRequest {
+    pub publisher: String,
+    pub source_id: String,
+    pub layer: Option<Layer>,
+}
+
+/// A published video track's receiver, its SSRCs (per simulcast layer) and PLI throttling.
+#[derive(Debug)]
+struct VideoSource {
+    receiver: rtc::rtp_transceiver::RTCRtpReceiverId,
+    ssrcs: Vec<(Option<Layer>, u32)>,
+    /// Last PLI per layer (index 0: no layer/low, 1: high).
+    last_pli: [Option<Instant>; 2],
+}
+
+impl VideoSource {
+    fn layer_of(&self, ssrc: u32) -> Option<Layer> {
+        self.ssrcs
+            .iter()
+            .find(|(_, s)| *s == ssrc)
+            .and_then(|(layer, _)| *layer)
+    }
 }
 
 /// A packet of a published track, to forward to the rest of the call.
@@ -110,6 +137,8 @@ pub struct InboundRtp {
     pub packet: rtc::rtp::packet::Packet,
     /// RFC 6464 level byte of a voice packet, re-added with each receiver's extension ID.
     pub audio_level: Option<u8>,
+    /// The simulcast layer the packet belongs to.
+    pub layer: Option<Layer>,
 }
 
 /// An outgoing (forwarded) track on this session's connection.
@@ -122,6 +151,8 @@ struct Leg {
     payload_type: Option<u8>,
     /// Audio-level extension ID negotiated on this leg, if any.
     audio_level_ext: Option<u8>,
+    /// Layer choice and rebasing for a simulcast track.
+    switcher: Option<LayerSwitcher>,
 }
 
 /// Signaling path of an offer/answer.
@@ -191,7 +222,7 @@ pub struct Session {
     offer_sent_at: Option<Instant>,
     muted: bool,
     /// Published video tracks: source track ID → (receiver, media SSRC, last PLI sent).
-    video_sources: HashMap<String, (rtc::rtp_transceiver::RTCRtpReceiverId, u32, Option<Instant>)>,
+    video_sources: HashMap<String, VideoSource>,
     /// Voice activity of the voice track, and the audio-level extension ID it carries.
     vad: super::vad::VoiceActivity,
     voice_level_ext: Option<u8>,
@@ -454,6 +485,11 @@ impl Session {
                         ssrc,
                         payload_type: None,
                         audio_level_ext: None,
+                        // No bandwidth estimate yet: receivers get the high layer, and the
+                        // low one only while the high layer is paused by the publisher.
+                        switcher: track
+                            .simulcast
+                            .then(|| LayerSwitcher::new(Layer::High, now)),
                     },
                 );
                 self.negotiate(now, out);
@@ -567,16 +603,31 @@ impl Session {
     }
 
     /// Sends a PLI for one of our published video tracks (at most one per second).
-    pub fn request_keyframe(&mut self, now: Instant, source_id: &str, out: &mut Outputs) {
+    pub fn request_keyframe(
+        &mut self,
+        now: Instant,
+        source_id: &str,
+        layer: Option<Layer>,
+        out: &mut Outputs,
+    ) {
         const MIN_INTERVAL: Duration = Duration::from_secs(1);
-        let Some((receiver, ssrc, last)) = self.video_sources.get_mut(source_id) else {
+        let Some(source) = self.video_sources.get_mut(source_id) else {
             return;
         };
+        let Some(&(_, ssrc)) = source
+            .ssrcs
+            .iter()
+            .find(|(l, _)| *l == layer)
+            .or(source.ssrcs.first())
+        else {
+            return;
+        };
+        let last = &mut source.last_pli[usize::from(layer == Some(Layer::High))];
         if last.is_some_and(|t| now.duration_since(t) < MIN_INTERVAL) {
             return;
         }
         *last = Some(now);
-        let (receiver, ssrc) = (*receiver, *ssrc);
+        let receiver = source.receiver;
         if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
             let pli =
                 rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
@@ -612,8 +663,11 @@ impl Session {
                     continue;
                 };
             for leg in self.legs.values().filter(|l| media_ssrcs.contains(&l.ssrc)) {
-                out.keyframe_requests
-                    .push((leg.track.publisher.clone(), leg.track.source_id.clone()));
+                out.keyframe_requests.push(KeyframeRequest {
+                    publisher: leg.track.publisher.clone(),
+                    source_id: leg.track.source_id.clone(),
+                    layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
+                });
             }
         }
     }
@@ -662,6 +716,54 @@ impl Session {
             },
             payload: inbound.packet.payload.clone(),
         };
+        // Simulcast: one layer per receiver, switched at keyframes with rebased numbering.
+        if let (Some(switcher), Some(layer)) = (leg.switcher.as_mut(), inbound.layer) {
+            let is_vp8 = leg.track.mime.eq_ignore_ascii_case("video/VP8");
+            let descriptor = is_vp8
+                .then(|| super::vp8::descriptor(&inbound.packet.payload))
+                .flatten();
+            let keyframe = is_vp8 && super::vp8::is_keyframe(&inbound.packet.payload);
+            let before = switcher.current();
+            let verdict = switcher.on_packet(
+                now,
+                layer,
+                source.sequence_number,
+                source.timestamp,
+                descriptor.as_ref(),
+                keyframe,
+            );
+            if switcher.current() != before {
+                tracing::debug!(
+                    session_id = %self.config.session_id,
+                    publisher = %leg.track.publisher,
+                    from = before.map(Layer::as_str),
+                    layer = layer.as_str(),
+                    "simulcast: forwarding layer"
+                );
+            }
+            if let Some(wanted) = switcher.keyframe_request(now) {
+                out.keyframe_requests.push(KeyframeRequest {
+                    publisher: leg.track.publisher.clone(),
+                    source_id: leg.track.source_id.clone(),
+                    layer: Some(wanted),
+                });
+            }
+            let Verdict::Forward(rewritten) = verdict else {
+                return;
+            };
+            packet.header.sequence_number = rewritten.seq;
+            packet.header.timestamp = rewritten.timestamp;
+            if let Some(descriptor) =
+                descriptor.filter(|d| d.picture_id.is_some() || d.tl0.is_some())
+            {
+                packet.payload = super::vp8::rewrite(
+                    &packet.payload,
+                    &descriptor,
+                    rewritten.picture_id,
+                    rewritten.tl0,
+                );
+            }
+        }
         if let (Some(id), Some(level)) = (leg.audio_level_ext, inbound.audio_level) {
             let level = usize::from(level);
             let _ = packet.header.set_extension(
@@ -949,8 +1051,11 @@ impl Session {
                     leg.payload_type = None;
                     // A receiver that just got a video track needs a keyframe to start decoding.
                     if leg.track.mime.starts_with("video/") {
-                        out.keyframe_requests
-                            .push((leg.track.publisher.clone(), leg.track.source_id.clone()));
+                        out.keyframe_requests.push(KeyframeRequest {
+                            publisher: leg.track.publisher.clone(),
+                            source_id: leg.track.source_id.clone(),
+                            layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
+                        });
                     }
                 }
                 if self.renegotiation_pending {
@@ -1170,11 +1275,19 @@ impl Session {
                                 continue;
                             }
                         }
+                        let layer = if track.simulcast {
+                            self.video_sources
+                                .get(&track_id)
+                                .and_then(|s| s.layer_of(packet.header.ssrc))
+                        } else {
+                            None
+                        };
                         let key = track.key.clone();
                         out.rtp.push(InboundRtp {
                             key,
                             packet,
                             audio_level,
+                            layer,
                         });
                     }
                     _ => {}
@@ -1196,7 +1309,15 @@ impl Session {
         init: rtc::peer_connection::event::RTCTrackEventInit,
         out: &mut Outputs,
     ) {
+        let layer = init.rid.as_deref().and_then(Layer::from_rid);
         if self.published.iter().any(|t| t.source_id == init.track_id) {
+            // Another simulcast layer of a known track (OnOpen fires once per rid).
+            if let Some(source) = self.video_sources.get_mut(&init.track_id)
+                && !source.ssrcs.iter().any(|(_, s)| *s == init.ssrc)
+            {
+                tracing::info!(session_id = %self.config.session_id, rid = ?init.rid, ssrc = init.ssrc, "simulcast layer published");
+                source.ssrcs.push((layer, init.ssrc));
+            }
             return;
         }
         let Some(mut receiver) = self.pc.rtp_receiver(init.receiver_id) else {
@@ -1238,13 +1359,20 @@ impl Session {
             mime: mime.clone(),
             out_id: tracks::out_track_id(kind, &session_id),
             key: Arc::new((session_id.clone(), init.track_id.clone())),
+            simulcast: layer.is_some(),
         };
         if kind == TrackKind::Voice {
             self.voice_level_ext = level_ext;
         }
         if !is_audio {
-            self.video_sources
-                .insert(init.track_id.clone(), (init.receiver_id, init.ssrc, None));
+            self.video_sources.insert(
+                init.track_id.clone(),
+                VideoSource {
+                    receiver: init.receiver_id,
+                    ssrcs: vec![(layer, init.ssrc)],
+                    last_pli: [None; 2],
+                },
+            );
         }
         tracing::info!(
             session_id,

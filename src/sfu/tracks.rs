@@ -91,6 +91,8 @@ pub struct PublishedTrack {
     /// `(publisher, source_id)`, shared by every packet of the track so forwarding can look up
     /// receivers' legs without building a key per packet.
     pub key: std::sync::Arc<(String, String)>,
+    /// Sent as simulcast layers (rids): each receiver gets exactly one layer at a time.
+    pub simulcast: bool,
 }
 
 #[cfg(test)]
@@ -132,6 +134,7 @@ mod tests {
             mime: mime.into(),
             out_id: "x".into(),
             key: std::sync::Arc::new(("p".into(), mime.into())),
+            simulcast: false,
         };
         let both = [track("video/VP8"), track("video/AV1")];
         let vp8_only = [track("video/VP8")];

@@ -241,9 +241,9 @@ impl Worker {
             {
                 return;
             }
-            for (publisher, source_id) in keyframes {
-                self.with_session(&publisher, |s, out| {
-                    s.request_keyframe(now, &source_id, out)
+            for request in keyframes {
+                self.with_session(&request.publisher, |s, out| {
+                    s.request_keyframe(now, &request.source_id, request.layer, out)
                 });
             }
             let unpublished = std::mem::take(&mut self.out.unpublished);
