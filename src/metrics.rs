@@ -28,6 +28,34 @@ pub const DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Bitrate buckets (bit/s): 8 kbit/s to ~8 Mbit/s.
+pub const BITRATE_BUCKETS: [f64; 11] = [
+    8e3, 16e3, 32e3, 64e3, 128e3, 256e3, 512e3, 1e6, 2e6, 4e6, 8e6,
+];
+
+/// Call quality measured by the SFU, aggregated over sessions (no per-session or per-call
+/// labels: bounded cardinality). One sample per session per sampling period.
+#[derive(Debug, Clone)]
+pub struct QualityMetrics {
+    pub loss: Histogram,
+    pub jitter: Histogram,
+    pub rtt: Histogram,
+    pub receive_bitrate: Histogram,
+    pub send_bitrate: Histogram,
+}
+
+impl Default for QualityMetrics {
+    fn default() -> Self {
+        Self {
+            loss: Histogram::new(LOSS_BUCKETS.iter().copied()),
+            jitter: Histogram::new(LATENCY_BUCKETS.iter().copied()),
+            rtt: Histogram::new(LATENCY_BUCKETS.iter().copied()),
+            receive_bitrate: Histogram::new(BITRATE_BUCKETS.iter().copied()),
+            send_bitrate: Histogram::new(BITRATE_BUCKETS.iter().copied()),
+        }
+    }
+}
+
 /// `{groupID}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 #[allow(non_snake_case)]
@@ -149,6 +177,7 @@ pub struct Metrics {
     pub rtc_client_loss_rate: HistogramFamily<GroupLabels>,
     pub rtc_client_rtt: HistogramFamily<GroupLabels>,
     pub rtc_client_jitter: HistogramFamily<GroupLabels>,
+    pub quality: QualityMetrics,
 }
 
 impl Default for Metrics {
@@ -181,6 +210,7 @@ impl Metrics {
             rtc_client_loss_rate: HistogramFamily::new_with_constructor(Buckets(&LOSS_BUCKETS)),
             rtc_client_rtt: latency(),
             rtc_client_jitter: latency(),
+            quality: QualityMetrics::default(),
             registry: Registry::default(),
         };
         // Counters get their `_total` suffix from the encoder; gauges keep upstream's names.
@@ -253,6 +283,33 @@ impl Metrics {
             "rtc_client_jitter",
             "Jitter reported by clients (seconds)",
             metrics.rtc_client_jitter.clone(),
+        );
+        // New in this port: quality the SFU measures itself, per session every few seconds.
+        let quality = &metrics.quality;
+        registry.register(
+            "rtc_session_loss_ratio",
+            "Fraction of a client's packets lost on the way to the SFU, per sampling period",
+            quality.loss.clone(),
+        );
+        registry.register(
+            "rtc_session_jitter_seconds",
+            "Interarrival jitter of a client's streams at the SFU (largest stream), per sample",
+            quality.jitter.clone(),
+        );
+        registry.register(
+            "rtc_session_rtt_seconds",
+            "Round-trip time to the client (ICE), per sample",
+            quality.rtt.clone(),
+        );
+        registry.register(
+            "rtc_session_receive_bitrate_bps",
+            "Media bitrate from a client to the SFU, per sample",
+            quality.receive_bitrate.clone(),
+        );
+        registry.register(
+            "rtc_session_send_bitrate_bps",
+            "Media bitrate from the SFU to a client, per sample",
+            quality.send_bitrate.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
         Self {

@@ -189,6 +189,21 @@ pub async fn call_sessions(
     Ok(json_response(StatusCode::OK, &sessions))
 }
 
+/// `GET /calls/{id}/stats` (new in this port): the call's quality from the SFU's own
+/// measurements, beside the sessions endpoint (whose shape stays upstream's).
+pub async fn call_stats(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(call_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let group = sessions_group(&state, &headers).await?;
+    let quality = state
+        .hub
+        .call_quality(&group, &call_id)
+        .map_err(|e| lookup_error("failed to get call stats", e))?;
+    Ok(json_response(StatusCode::OK, &quality))
+}
+
 pub async fn call_session(
     State(state): Shared,
     headers: HeaderMap,

@@ -68,6 +68,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(handlers::call_sessions).fallback(not_found),
         )
         .route(
+            "/calls/{call_id}/stats",
+            get(handlers::call_stats).fallback(not_found),
+        )
+        .route(
             "/calls/{call_id}/sessions/{session_id}",
             get(handlers::call_session).fallback(not_found),
         )

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::media::SessionQuality;
+
 /// Identifier of one plugin WebSocket connection (26-char `connID`).
 pub type ConnId = Arc<str>;
 
@@ -100,6 +102,43 @@ pub struct SessionEntry {
     pub join_conn: ConnId,
     /// Connection that currently receives this session's signaling.
     pub route: ConnId,
+    /// The latest call-quality sample from the media plane.
+    pub quality: Option<SessionQuality>,
+}
+
+/// Quality summary of a call (`GET /calls/{callID}/stats`), over its sessions' latest samples.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallQuality {
+    #[serde(rename = "callID")]
+    pub call_id: String,
+    pub sessions: usize,
+    /// Sessions with a sample yet (connected for at least two sampling periods).
+    pub sampled: usize,
+    pub loss_ratio: Spread,
+    pub jitter_seconds: Spread,
+    pub rtt_seconds: Spread,
+    /// Sum over the call's sessions (bit/s).
+    pub receive_bps: f64,
+    pub send_bps: f64,
+}
+
+/// Mean and worst value over sessions (`null` with no samples).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Spread {
+    pub mean: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Spread {
+    fn of(values: impl Iterator<Item = f64>) -> Self {
+        let (count, sum, max) = values.fold((0usize, 0.0, f64::MIN), |(n, s, m), v| {
+            (n + 1, s + v, m.max(v))
+        });
+        Self {
+            mean: (count > 0).then(|| sum / count as f64),
+            max: (count > 0).then_some(max),
+        }
+    }
 }
 
 impl SessionEntry {
@@ -150,6 +189,7 @@ impl Registry {
                 config: config.clone(),
                 join_conn: conn.clone(),
                 route: conn,
+                quality: None,
             },
         );
         Ok(config)
@@ -200,6 +240,35 @@ impl Registry {
             }
         }
         Some(entry)
+    }
+
+    /// Records a session's latest quality sample.
+    pub fn set_quality(&mut self, session_id: &str, quality: SessionQuality) {
+        if let Some(entry) = self.sessions.get_mut(session_id) {
+            entry.quality = Some(quality);
+        }
+    }
+
+    /// Quality summary of a call of `group`.
+    pub fn call_quality(&self, group: &str, call_id: &str) -> Result<CallQuality, LookupError> {
+        let ids = self.call(group, call_id)?;
+        if ids.is_empty() {
+            return Err(LookupError::NoSessions);
+        }
+        let samples: Vec<SessionQuality> = ids
+            .iter()
+            .filter_map(|id| self.sessions.get(id)?.quality)
+            .collect();
+        Ok(CallQuality {
+            call_id: call_id.to_owned(),
+            sessions: ids.len(),
+            sampled: samples.len(),
+            loss_ratio: Spread::of(samples.iter().map(|q| q.loss_ratio)),
+            jitter_seconds: Spread::of(samples.iter().map(|q| q.jitter_seconds)),
+            rtt_seconds: Spread::of(samples.iter().filter_map(|q| q.rtt_seconds)),
+            receive_bps: samples.iter().map(|q| q.receive_bps).sum(),
+            send_bps: samples.iter().map(|q| q.send_bps).sum(),
+        })
     }
 
     /// All sessions of a call of `group`.

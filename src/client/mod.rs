@@ -331,6 +331,17 @@ impl Client {
         .await
     }
 
+    /// `GET /calls/{callID}/stats` (raw response).
+    pub async fn call_stats(&self, call_id: &str) -> Result<HttpResponse, ClientError> {
+        self.request(
+            Method::GET,
+            &format!("/calls/{call_id}/stats"),
+            self.auth_header().as_deref(),
+            None,
+        )
+        .await
+    }
+
     /// Opens the plugin WebSocket (`/ws`, path prefix dropped as the plugin does) and waits
     /// for `hello`.
     pub async fn connect(&self) -> Result<WsClient, ClientError> {

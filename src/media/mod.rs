@@ -78,6 +78,26 @@ pub enum MediaEvent {
         session_id: String,
         reason: CloseReason,
     },
+    /// A call-quality sample of the session.
+    Quality {
+        session_id: String,
+        quality: SessionQuality,
+    },
+}
+
+/// Call quality of one session over the last sampling period, as the SFU measures it (RTCP
+/// receiver statistics of the client's streams, the ICE round trip, byte counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct SessionQuality {
+    /// Fraction of the client's packets lost on the way to the SFU.
+    pub loss_ratio: f64,
+    /// Interarrival jitter of the client's streams (largest stream), seconds.
+    pub jitter_seconds: f64,
+    /// ICE round-trip time, seconds (none before the first consent check).
+    pub rtt_seconds: Option<f64>,
+    /// Media bitrates from and to the client, bit/s.
+    pub receive_bps: f64,
+    pub send_bps: f64,
 }
 
 /// Sender half the media plane uses for [`MediaEvent`]s. Bounded: a full queue drops.

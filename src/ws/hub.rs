@@ -275,6 +275,10 @@ impl Hub {
                 self.deliver(&session_id, msg_type, None, "vad");
             }
             MediaEvent::Closed { session_id, reason } => self.close_session(&session_id, reason),
+            MediaEvent::Quality {
+                session_id,
+                quality,
+            } => self.registry().set_quality(&session_id, quality),
         }
     }
 
@@ -319,6 +323,15 @@ impl Hub {
         call_id: &str,
     ) -> Result<Vec<Arc<SessionConfig>>, LookupError> {
         self.registry().call_sessions(group, call_id)
+    }
+
+    /// Quality summary of a call, scoped to the caller's group.
+    pub fn call_quality(
+        &self,
+        group: &str,
+        call_id: &str,
+    ) -> Result<crate::calls::CallQuality, LookupError> {
+        self.registry().call_quality(group, call_id)
     }
 
     /// One session of a call, scoped to the caller's group.

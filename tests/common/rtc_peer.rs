@@ -61,6 +61,8 @@ pub struct RtcPeer {
     /// When set, UDP datagrams from any other source are dropped (a network where only this
     /// address, e.g. a TURN relay, reaches the peer).
     pub only_from: Option<SocketAddr>,
+    /// When set, every n-th audio packet is lost on the way (its sequence number is skipped).
+    pub lose_every: Option<u16>,
 }
 
 impl RtcPeer {
@@ -185,6 +187,7 @@ impl RtcPeer {
                 server_offers: 0,
                 order: String::new(),
                 only_from: None,
+                lose_every: None,
             },
             offer,
         )
@@ -231,6 +234,9 @@ impl RtcPeer {
             return;
         };
         self.seq = self.seq.wrapping_add(1);
+        if self.lose_every.is_some_and(|n| self.seq.is_multiple_of(n)) {
+            return;
+        }
         let packet = rtc::rtp::packet::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
