@@ -64,19 +64,6 @@ impl ReceiveStats {
             ..Default::default()
         });
         source.received += 1;
-        if packet.payload.len() == super::peer::VIDEO_PAYLOAD
-            && let Some((_, _, id)) =
-                crate::sfu::vp8::descriptor(&packet.payload).and_then(|d| d.picture_id)
-        {
-            self.video_packets += 1;
-            if let Some(last) = source.picture_id {
-                let behind = last.wrapping_sub(id) & 0x7fff;
-                if behind != 0 && behind < 0x4000 {
-                    self.picture_id_regressions += 1;
-                }
-            }
-            source.picture_id = Some(id);
-        }
         // Extend with the wrap count nearest to the highest seen.
         let highest = source.highest;
         let candidate = (highest & !0xffff) | u64::from(seq);
@@ -88,6 +75,24 @@ impl ReceiveStats {
         .into_iter()
         .min_by_key(|c| c.abs_diff(highest))
         .unwrap_or(candidate);
+        // Picture IDs are checked on packets that are new in sequence order only: a
+        // retransmission legitimately carries an older picture ID.
+        let newest = extended > highest || source.received == 1;
+        if packet.payload.len() == super::peer::VIDEO_PAYLOAD
+            && let Some((_, _, id)) =
+                crate::sfu::vp8::descriptor(&packet.payload).and_then(|d| d.picture_id)
+        {
+            self.video_packets += 1;
+            if newest {
+                if let Some(last) = source.picture_id {
+                    let behind = last.wrapping_sub(id) & 0x7fff;
+                    if behind != 0 && behind < 0x4000 {
+                        self.picture_id_regressions += 1;
+                    }
+                }
+                source.picture_id = Some(id);
+            }
+        }
         source.highest = source.highest.max(extended);
         source.first = source.first.min(extended);
         if let Some(sent_us) = sent_us.filter(|s| *s <= now_us) {

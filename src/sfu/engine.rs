@@ -32,6 +32,11 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
+/// Bounds of the send-side estimate (upstream: 0.5 × the low layer's and 1.5 × the high
+/// layer's nominal rate).
+pub const BWE_MIN_BPS: f64 = 250_000.0;
+pub const BWE_MAX_BPS: f64 = 3_750_000.0;
+
 /// Opus / VP8 / AV1 payload types upstream registers.
 pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
@@ -162,10 +167,28 @@ pub fn peer_connection(
     now: Instant,
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
-    let registry = register_default_interceptors(Registry::new(), &mut engine)?.with(
-        rtc::interceptor::Slot::from(14_000),
-        KeyframeRequestsToApp::default(),
-    );
+    let registry = register_default_interceptors(Registry::new(), &mut engine)?
+        .with(
+            rtc::interceptor::Slot::from(14_000),
+            KeyframeRequestsToApp::default(),
+        )
+        // Send-side bandwidth estimation from the receivers' TWCC feedback (spec media-plane
+        // §3.6), used only to choose simulcast layers: no pacer, nothing is delayed or dropped.
+        // It starts at the maximum and comes down on congestion (upstream started at the
+        // minimum, which kept every receiver on the low layer until the estimate climbed).
+        .with(
+            rtc::interceptor::Slot::TwccSender,
+            rtc::interceptor::TwccSenderBuilder::new().build(),
+        )
+        .with(
+            rtc::interceptor::Slot::CongestionControl,
+            rtc::interceptor::CongestionControlBuilder::new(rtc::interceptor::Gcc::new(
+                BWE_MAX_BPS,
+                BWE_MIN_BPS,
+                BWE_MAX_BPS,
+            ))
+            .build(),
+        );
     let settings = SettingEngineBuilder::new()
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
         // AEAD_AES_128_GCM first: 2-3x cheaper per packet than AES-CM + HMAC-SHA1, which stays

@@ -233,6 +233,8 @@ pub struct Session {
     /// Next call-quality sample, and the counters of the previous one.
     quality_due: Instant,
     quality_counters: Option<QualityCounters>,
+    /// Next read of the send-side bandwidth estimate (sessions receiving simulcast).
+    estimate_due: Instant,
     /// Relay candidates allocated before the first answer (trickled right after it).
     pending_relay_candidates: Vec<String>,
 }
@@ -240,6 +242,9 @@ pub struct Session {
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
 /// forever, silently dropping every server change for that session).
 pub const CLIENT_LOCK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often a session receiving simulcast reads its bandwidth estimate.
+pub const ESTIMATE_PERIOD: Duration = Duration::from_secs(1);
 
 /// How often a connected session samples its call quality.
 pub const QUALITY_PERIOD: Duration = Duration::from_secs(5);
@@ -312,7 +317,43 @@ impl Session {
             pending_relay_candidates: Vec::new(),
             quality_due: now + QUALITY_PERIOD,
             quality_counters: None,
+            estimate_due: now + ESTIMATE_PERIOD,
         })
+    }
+
+    /// Feeds the send-side bandwidth estimate to the simulcast legs (layer choice).
+    fn apply_estimate(&mut self, now: Instant) {
+        if !self.legs.values().any(|l| l.switcher.is_some()) {
+            return;
+        }
+        let estimate = self
+            .pc
+            .get_stats(now, rtc::statistics::StatsSelector::None)
+            .outbound_rtp_streams()
+            .map(|s| s.target_bitrate)
+            .fold(0.0, f64::max);
+        // The core reports the estimate only once it changes; it starts at the maximum.
+        let estimate = if estimate > 0.0 {
+            estimate
+        } else {
+            engine::BWE_MAX_BPS
+        };
+        tracing::debug!(session_id = %self.config.session_id, estimate_bps = estimate as u64, "bandwidth estimate");
+        for leg in self.legs.values_mut() {
+            if let Some(layer) = leg
+                .switcher
+                .as_mut()
+                .and_then(|s| s.on_estimate(now, estimate))
+            {
+                tracing::info!(
+                    session_id = %self.config.session_id,
+                    publisher = %leg.track.publisher,
+                    estimate_bps = estimate as u64,
+                    layer = layer.as_str(),
+                    "simulcast: receiver target layer"
+                );
+            }
+        }
     }
 
     /// Samples call quality from the core's statistics, reports it to the control plane and
@@ -818,6 +859,7 @@ impl Session {
             let verdict = switcher.on_packet(
                 now,
                 layer,
+                inbound.packet.payload.len(),
                 source.sequence_number,
                 source.timestamp,
                 descriptor.as_ref(),
@@ -979,6 +1021,11 @@ impl Session {
         let lock_deadline = self.client_lock_since.map(|t| t + CLIENT_LOCK_TIMEOUT);
         let relay_deadline = self.relays.iter_mut().filter_map(Relay::poll_timeout).min();
         let quality_deadline = self.connected_at.map(|_| self.quality_due);
+        let estimate_deadline = self
+            .legs
+            .values()
+            .any(|l| l.switcher.is_some())
+            .then_some(self.estimate_due);
         [
             self.pc.poll_timeout(),
             offer_deadline,
@@ -986,6 +1033,7 @@ impl Session {
             lock_deadline,
             relay_deadline,
             quality_deadline,
+            estimate_deadline,
         ]
         .into_iter()
         .flatten()
@@ -1036,6 +1084,10 @@ impl Session {
         if self.connected_at.is_some() && now >= self.quality_due {
             self.quality_due = now + QUALITY_PERIOD;
             self.sample_quality(now, out);
+        }
+        if now >= self.estimate_due {
+            self.estimate_due = now + ESTIMATE_PERIOD;
+            self.apply_estimate(now);
         }
         self.drain(now, out);
     }

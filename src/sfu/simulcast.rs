@@ -50,6 +50,42 @@ impl Layer {
     }
 }
 
+/// Fraction of the high layer's measured rate the bandwidth estimate must reach for it.
+pub const RATE_TOLERANCE: f64 = 0.9;
+/// Below this estimate a receiver never moves up (the estimator's floor is 250 kbit/s).
+pub const MIN_UPGRADE_ESTIMATE: f64 = 300_000.0;
+/// Minimum time on the low layer before trying the high one again; ×1.5 after every
+/// downgrade, never reset (upstream's back-off).
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Bit rate of one layer as received from the publisher, over the last complete second.
+#[derive(Debug, Clone, Copy, Default)]
+struct RateMeter {
+    bucket_start: Option<Instant>,
+    current: u64,
+    previous: Option<u64>,
+}
+
+impl RateMeter {
+    fn add(&mut self, now: Instant, bytes: usize) {
+        match self.bucket_start {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
+            Some(start) => {
+                let gap = now.duration_since(start) >= Duration::from_secs(2);
+                self.previous = Some(if gap { 0 } else { self.current });
+                self.current = 0;
+                self.bucket_start = Some(now);
+            }
+            None => self.bucket_start = Some(now),
+        }
+        self.current += bytes as u64;
+    }
+
+    fn bits_per_second(&self) -> Option<f64> {
+        self.previous.map(|bytes| bytes as f64 * 8.0)
+    }
+}
+
 /// A layer silent for this long is treated as stopped.
 pub const LAYER_SILENCE: Duration = Duration::from_secs(1);
 /// Keyframe requests for a wanted layer are repeated at most this often.
@@ -93,6 +129,10 @@ pub struct LayerSwitcher {
     tl0_delta: u8,
     last_out: Option<LastOut>,
     last_keyframe_request: Option<Instant>,
+    rates: [RateMeter; 2],
+    last_decision: Instant,
+    backoff: Duration,
+    downgrades: u32,
     /// Completed switches between layers.
     pub switches: u32,
 }
@@ -110,8 +150,50 @@ impl LayerSwitcher {
             tl0_delta: 0,
             last_out: None,
             last_keyframe_request: None,
+            rates: [RateMeter::default(); 2],
+            last_decision: now,
+            backoff: INITIAL_BACKOFF,
+            downgrades: 0,
             switches: 0,
         }
+    }
+
+    /// The receiver's target layer.
+    pub fn target(&self) -> Layer {
+        self.target
+    }
+
+    /// Applies a send-side bandwidth estimate for this receiver: down to the low layer when
+    /// the estimate no longer carries the high layer's measured rate, back up when it does
+    /// again and the back-off since the last downgrade has passed. Returns the new target if
+    /// it changed.
+    pub fn on_estimate(&mut self, now: Instant, estimate_bps: f64) -> Option<Layer> {
+        let high_rate = self.rates[Layer::High.index()].bits_per_second()?;
+        if high_rate <= 0.0 {
+            return None;
+        }
+        // An estimate pinned at its floor means heavy congestion, whatever the high layer
+        // happens to measure right now (its own sender may be throttled as well).
+        let carries_high =
+            estimate_bps >= RATE_TOLERANCE * high_rate && estimate_bps > MIN_UPGRADE_ESTIMATE;
+        let next = match self.target {
+            Layer::High if !carries_high => {
+                self.downgrades += 1;
+                if self.downgrades > 1 {
+                    self.backoff = self.backoff.mul_f64(1.5);
+                }
+                Layer::Low
+            }
+            Layer::Low
+                if carries_high && now.duration_since(self.last_decision) >= self.backoff =>
+            {
+                Layer::High
+            }
+            _ => return None,
+        };
+        self.target = next;
+        self.last_decision = now;
+        Some(next)
     }
 
     pub fn set_target(&mut self, target: Layer) {
@@ -153,16 +235,19 @@ impl LayerSwitcher {
     }
 
     /// Decides about one packet of `layer`.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_packet(
         &mut self,
         now: Instant,
         layer: Layer,
+        size: usize,
         seq: u16,
         timestamp: u32,
         vp8: Option<&Descriptor>,
         keyframe: bool,
     ) -> Verdict {
         self.last_seen[layer.index()] = Some(now);
+        self.rates[layer.index()].add(now, size);
         if self.current != Some(layer) {
             if layer != self.desired(now) || !keyframe {
                 return Verdict::Drop;
@@ -252,27 +337,27 @@ mod tests {
         let mut s = LayerSwitcher::new(Layer::High, t0);
         // Both layers flow; nothing before the target's keyframe.
         assert_eq!(
-            s.on_packet(t0, Layer::Low, 10, 1000, None, true),
+            s.on_packet(t0, Layer::Low, 1_000, 10, 1000, None, true),
             Verdict::Drop
         );
         assert_eq!(
-            s.on_packet(t0, Layer::High, 500, 9000, None, false),
+            s.on_packet(t0, Layer::High, 1_000, 500, 9000, None, false),
             Verdict::Drop
         );
         assert_eq!(s.keyframe_request(t0), Some(Layer::High));
         assert_eq!(s.keyframe_request(t0), None, "throttled");
-        let first = forward(s.on_packet(t0, Layer::High, 501, 9000, None, true));
+        let first = forward(s.on_packet(t0, Layer::High, 1_000, 501, 9000, None, true));
         assert_eq!(
             (first.seq, first.timestamp),
             (501, 9000),
             "no rebase for the first layer"
         );
         assert_eq!(
-            s.on_packet(t0, Layer::Low, 11, 1000, None, false),
+            s.on_packet(t0, Layer::Low, 1_000, 11, 1000, None, false),
             Verdict::Drop
         );
         assert_eq!(
-            forward(s.on_packet(t0, Layer::High, 502, 9000, None, false)).seq,
+            forward(s.on_packet(t0, Layer::High, 1_000, 502, 9000, None, false)).seq,
             502
         );
         assert_eq!(s.current(), Some(Layer::High));
@@ -286,6 +371,7 @@ mod tests {
         forward(s.on_packet(
             t0,
             Layer::High,
+            1_000,
             65_534,
             4_294_967_000,
             Some(&vp8(32_766, 250)),
@@ -294,6 +380,7 @@ mod tests {
         let last = forward(s.on_packet(
             t0,
             Layer::High,
+            1_000,
             65_535,
             4_294_967_000,
             Some(&vp8(32_767, 255)),
@@ -305,10 +392,10 @@ mod tests {
         let t1 = t0 + Duration::from_millis(50);
         assert_eq!(s.keyframe_request(t1), Some(Layer::Low));
         assert_eq!(
-            s.on_packet(t1, Layer::Low, 7, 100, Some(&vp8(3, 9)), false),
+            s.on_packet(t1, Layer::Low, 1_000, 7, 100, Some(&vp8(3, 9)), false),
             Verdict::Drop
         );
-        let switched = forward(s.on_packet(t1, Layer::Low, 8, 100, Some(&vp8(4, 9)), true));
+        let switched = forward(s.on_packet(t1, Layer::Low, 1_000, 8, 100, Some(&vp8(4, 9)), true));
         assert_eq!(switched.seq, 0, "continues after 65535 (wrapping)");
         assert_eq!(
             switched.timestamp,
@@ -317,14 +404,14 @@ mod tests {
         );
         assert_eq!(switched.picture_id, Some(0), "15-bit picture ID wraps");
         assert_eq!(switched.tl0, Some(0), "TL0PICIDX continues after 255");
-        let next = forward(s.on_packet(t1, Layer::Low, 9, 3_100, Some(&vp8(5, 10)), false));
+        let next = forward(s.on_packet(t1, Layer::Low, 1_000, 9, 3_100, Some(&vp8(5, 10)), false));
         assert_eq!(
             (next.seq, next.timestamp.wrapping_sub(switched.timestamp)),
             (1, 3_000)
         );
         assert_eq!((next.picture_id, next.tl0), (Some(1), Some(1)));
         assert_eq!(
-            s.on_packet(t1, Layer::High, 1, 0, None, true),
+            s.on_packet(t1, Layer::High, 1_000, 1, 0, None, true),
             Verdict::Drop
         );
         assert_eq!(s.switches, 1);
@@ -334,29 +421,91 @@ mod tests {
     fn a_silent_target_falls_back_to_the_layer_that_flows() {
         let t0 = Instant::now();
         let mut s = LayerSwitcher::new(Layer::High, t0);
-        forward(s.on_packet(t0, Layer::High, 1, 0, None, true));
+        forward(s.on_packet(t0, Layer::High, 1_000, 1, 0, None, true));
         // High stops (the publisher's encoder paused it); low keeps flowing.
         let later = t0 + LAYER_SILENCE + Duration::from_millis(10);
         assert_eq!(s.keyframe_request(later), None, "low not seen yet");
         assert_eq!(
-            s.on_packet(later, Layer::Low, 50, 0, None, false),
+            s.on_packet(later, Layer::Low, 1_000, 50, 0, None, false),
             Verdict::Drop
         );
         assert_eq!(s.keyframe_request(later), Some(Layer::Low));
-        let fallback = forward(s.on_packet(later, Layer::Low, 51, 0, None, true));
+        let fallback = forward(s.on_packet(later, Layer::Low, 1_000, 51, 0, None, true));
         assert_eq!(fallback.seq, 2);
         assert_eq!(s.current(), Some(Layer::Low));
         // High resumes: back to the target at its next keyframe.
         let resumed = later + Duration::from_millis(100);
         assert_eq!(
-            s.on_packet(resumed, Layer::High, 9, 0, None, false),
+            s.on_packet(resumed, Layer::High, 1_000, 9, 0, None, false),
             Verdict::Drop
         );
         assert_eq!(
-            forward(s.on_packet(resumed, Layer::High, 10, 0, None, true)).seq,
+            forward(s.on_packet(resumed, Layer::High, 1_000, 10, 0, None, true)).seq,
             3
         );
         assert_eq!(s.switches, 2);
+    }
+
+    #[test]
+    fn the_estimate_moves_the_target_with_backoff() {
+        let t0 = Instant::now();
+        let mut s = LayerSwitcher::new(Layer::High, t0);
+        // 2 s of the high layer at ~2 Mbit/s (250 kB per second).
+        for ms in (0..2_100).step_by(10) {
+            let _ = s.on_packet(
+                t0 + Duration::from_millis(ms),
+                Layer::High,
+                2_500,
+                1,
+                0,
+                None,
+                false,
+            );
+        }
+        let t = t0 + Duration::from_millis(2_100);
+        assert_eq!(s.on_estimate(t, 3_000_000.0), None, "enough: stays high");
+        assert_eq!(
+            s.on_estimate(t, 1_000_000.0),
+            Some(Layer::Low),
+            "congested: down"
+        );
+        assert_eq!(s.target(), Layer::Low);
+        // Enough again, but within the back-off: stays low.
+        assert_eq!(s.on_estimate(t + Duration::from_secs(5), 3_000_000.0), None);
+        // The meter keeps being fed by the high layer (all layers reach every receiver's
+        // switcher); after the back-off the target goes up.
+        for ms in (2_100..12_500).step_by(10) {
+            let _ = s.on_packet(
+                t0 + Duration::from_millis(ms),
+                Layer::High,
+                2_500,
+                1,
+                0,
+                None,
+                false,
+            );
+        }
+        let later = t0 + Duration::from_millis(12_500);
+        assert_eq!(s.on_estimate(later, 3_000_000.0), Some(Layer::High));
+        // The next downgrade waits 1.5× longer before coming back.
+        assert_eq!(s.on_estimate(later, 100_000.0), Some(Layer::Low));
+        for ms in (12_500..23_000).step_by(10) {
+            let _ = s.on_packet(
+                t0 + Duration::from_millis(ms),
+                Layer::High,
+                2_500,
+                1,
+                0,
+                None,
+                false,
+            );
+        }
+        let after_10s = t0 + Duration::from_millis(23_000);
+        assert_eq!(
+            s.on_estimate(after_10s, 3_000_000.0),
+            None,
+            "15 s back-off now"
+        );
     }
 
     #[test]
