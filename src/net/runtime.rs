@@ -139,6 +139,7 @@ impl SfuPlane {
             turn: config.turn.clone(),
         });
         let runtime = tokio::runtime::Handle::current();
+        crate::sfu::engine::set_nack_buffer_size(config.nack_buffer_size);
         let stopping = Arc::new(AtomicBool::new(false));
         let worker_count = std::thread::available_parallelism()
             .map_or(1, |n| n.get())

@@ -32,6 +32,16 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
+/// Packets kept per outgoing video stream for NACK retransmissions.
+static NACK_BUFFER_SIZE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(256);
+
+/// Applies `rtc.nack_buffer_size` (0 = 256; validated as a power of two) to sessions created
+/// from now on.
+pub fn set_nack_buffer_size(size: u16) {
+    let size = if size == 0 { 256 } else { size };
+    NACK_BUFFER_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Bounds of the send-side estimate (upstream: 0.5 × the low layer's and 1.5 × the high
 /// layer's nominal rate).
 pub const BWE_MIN_BPS: f64 = 250_000.0;
@@ -176,6 +186,14 @@ pub fn peer_connection(
         // §3.6), used only to choose simulcast layers: no pacer, nothing is delayed or dropped.
         // It starts at the maximum and comes down on congestion (upstream started at the
         // minimum, which kept every receiver on the low layer until the estimate climbed).
+        // Upstream's NACK buffer size (`rtc.nack_buffer_size`) instead of the core's 1,024
+        // packets per outgoing video stream.
+        .with(
+            rtc::interceptor::Slot::NackResponder,
+            rtc::interceptor::NackResponderBuilder::new()
+                .with_size(NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed))
+                .build(),
+        )
         .with(
             rtc::interceptor::Slot::TwccSender,
             rtc::interceptor::TwccSenderBuilder::new().build(),

@@ -886,9 +886,13 @@ impl Session {
             };
             packet.header.sequence_number = rewritten.seq;
             packet.header.timestamp = rewritten.timestamp;
-            if let Some(descriptor) =
-                descriptor.filter(|d| d.picture_id.is_some() || d.tl0.is_some())
-            {
+            // Copy the payload only when the rewritten IDs differ (after a switch), not for
+            // the layer a receiver started on.
+            let unchanged = descriptor.as_ref().is_none_or(|d| {
+                d.picture_id.map(|(_, _, id)| id) == rewritten.picture_id
+                    && d.tl0.map(|(_, v)| v) == rewritten.tl0
+            });
+            if let Some(descriptor) = descriptor.filter(|_| !unchanged) {
                 packet.payload = super::vp8::rewrite(
                     &packet.payload,
                     &descriptor,
