@@ -322,24 +322,19 @@ impl Client {
 
     /// `GET /calls/{callID}/sessions` (raw response: callers check 200/404).
     pub async fn call_sessions(&self, call_id: &str) -> Result<HttpResponse, ClientError> {
-        self.request(
-            Method::GET,
-            &format!("/calls/{call_id}/sessions"),
-            self.auth_header().as_deref(),
-            None,
-        )
-        .await
+        self.get_authenticated(&format!("/calls/{call_id}/sessions"))
+            .await
     }
 
     /// `GET /calls/{callID}/stats` (raw response).
     pub async fn call_stats(&self, call_id: &str) -> Result<HttpResponse, ClientError> {
-        self.request(
-            Method::GET,
-            &format!("/calls/{call_id}/stats"),
-            self.auth_header().as_deref(),
-            None,
-        )
-        .await
+        self.get_authenticated(&format!("/calls/{call_id}/stats"))
+            .await
+    }
+
+    async fn get_authenticated(&self, path: &str) -> Result<HttpResponse, ClientError> {
+        self.request(Method::GET, path, self.auth_header().as_deref(), None)
+            .await
     }
 
     /// Opens the plugin WebSocket (`/ws`, path prefix dropped as the plugin does) and waits

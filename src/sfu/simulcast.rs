@@ -446,22 +446,19 @@ mod tests {
         assert_eq!(s.switches, 2);
     }
 
+    /// The high layer at ~2 Mbit/s (2,500 bytes every 10 ms) over `ms` after `t0`.
+    fn feed_high(s: &mut LayerSwitcher, t0: Instant, ms: std::ops::Range<u64>) {
+        for ms in ms.step_by(10) {
+            let at = t0 + Duration::from_millis(ms);
+            let _ = s.on_packet(at, Layer::High, 2_500, 1, 0, None, false);
+        }
+    }
+
     #[test]
     fn the_estimate_moves_the_target_with_backoff() {
         let t0 = Instant::now();
         let mut s = LayerSwitcher::new(Layer::High, t0);
-        // 2 s of the high layer at ~2 Mbit/s (250 kB per second).
-        for ms in (0..2_100).step_by(10) {
-            let _ = s.on_packet(
-                t0 + Duration::from_millis(ms),
-                Layer::High,
-                2_500,
-                1,
-                0,
-                None,
-                false,
-            );
-        }
+        feed_high(&mut s, t0, 0..2_100);
         let t = t0 + Duration::from_millis(2_100);
         assert_eq!(s.on_estimate(t, 3_000_000.0), None, "enough: stays high");
         assert_eq!(
@@ -474,32 +471,12 @@ mod tests {
         assert_eq!(s.on_estimate(t + Duration::from_secs(5), 3_000_000.0), None);
         // The meter keeps being fed by the high layer (all layers reach every receiver's
         // switcher); after the back-off the target goes up.
-        for ms in (2_100..12_500).step_by(10) {
-            let _ = s.on_packet(
-                t0 + Duration::from_millis(ms),
-                Layer::High,
-                2_500,
-                1,
-                0,
-                None,
-                false,
-            );
-        }
+        feed_high(&mut s, t0, 2_100..12_500);
         let later = t0 + Duration::from_millis(12_500);
         assert_eq!(s.on_estimate(later, 3_000_000.0), Some(Layer::High));
         // The next downgrade waits 1.5× longer before coming back.
         assert_eq!(s.on_estimate(later, 100_000.0), Some(Layer::Low));
-        for ms in (12_500..23_000).step_by(10) {
-            let _ = s.on_packet(
-                t0 + Duration::from_millis(ms),
-                Layer::High,
-                2_500,
-                1,
-                0,
-                None,
-                false,
-            );
-        }
+        feed_high(&mut s, t0, 12_500..23_000);
         let after_10s = t0 + Duration::from_millis(23_000);
         assert_eq!(
             s.on_estimate(after_10s, 3_000_000.0),
