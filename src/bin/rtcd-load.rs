@@ -78,6 +78,9 @@ struct ScenarioArgs {
     /// Local (loopback) address of the participants.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: IpAddr,
+    /// Participant i binds UDP port BASE+i (default: ephemeral ports).
+    #[arg(long, value_name = "BASE")]
+    port_base: Option<u16>,
     /// Also write the summary as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -101,6 +104,7 @@ impl ScenarioArgs {
             connect_timeout: Duration::from_secs(30)
                 + Duration::from_secs_f64(self.participants as f64 / self.join_rate.max(1.0)),
             bind_ip: self.bind_ip,
+            port_base: self.port_base,
         })
     }
 }

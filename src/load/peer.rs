@@ -53,6 +53,8 @@ const SPEECH_LEVEL: u8 = 20;
 /// What a participant does.
 #[derive(Debug, Clone)]
 pub struct PeerPlan {
+    /// Fixed local UDP port, if any.
+    pub port: Option<u16>,
     pub session_id: String,
     pub call_id: String,
     pub speaker: bool,
@@ -103,6 +105,8 @@ struct Sender {
     picture_id: u16,
     tl0: u8,
     frames: u32,
+    /// A PLI asked for a keyframe on this layer.
+    keyframe_requested: bool,
 }
 
 /// Frames between keyframes of a screen layer.
@@ -132,7 +136,7 @@ async fn drive(
     outbox: &mpsc::Sender<Outgoing>,
     status: &PeerStatus,
 ) -> Result<(), String> {
-    let socket = tokio::net::UdpSocket::bind((context.bind_ip, 0))
+    let socket = tokio::net::UdpSocket::bind((context.bind_ip, plan.port.unwrap_or(0)))
         .await
         .map_err(|e| format!("bind: {e}"))?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
@@ -250,7 +254,15 @@ impl Peer {
                 None,
             )
             .map_err(err)?;
-        let registry = register_default_interceptors(Registry::new(), &mut engine).map_err(err)?;
+        // Keyframe requests from the SFU reach the application (as in the SFU itself), so the
+        // simulated sharer answers a PLI with a keyframe on that layer's next frame, as a
+        // browser does.
+        let registry = register_default_interceptors(Registry::new(), &mut engine)
+            .map_err(err)?
+            .with(
+                rtc::interceptor::Slot::from(14_000),
+                crate::sfu::engine::KeyframeRequestsToApp::default(),
+            );
         let mut pc = RTCPeerConnectionBuilder::new()
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(
@@ -309,6 +321,7 @@ impl Peer {
                         picture_id: rand::random::<u16>() & 0x7fff,
                         tl0: rand::random(),
                         frames: 0,
+                        keyframe_requested: false,
                     })
                     .collect::<Vec<_>>()
             })
@@ -473,6 +486,21 @@ impl Peer {
                     RTCMessage::DataChannelMessage(dc, message) => {
                         self.on_dc(dc, &message.data);
                     }
+                    RTCMessage::RtcpPacket(_, packets) => {
+                        for packet in &packets {
+                            let Some(pli) = packet
+                                .as_any()
+                                .downcast_ref::<rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>()
+                            else {
+                                continue;
+                            };
+                            for layer in &mut self.video {
+                                if layer.ssrc == pli.media_ssrc {
+                                    layer.keyframe_requested = true;
+                                }
+                            }
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -581,7 +609,8 @@ impl Peer {
         let Some(sender) = self.video.get_mut(layer) else {
             return;
         };
-        let keyframe = sender.frames.is_multiple_of(KEYFRAME_EVERY);
+        let keyframe = sender.frames.is_multiple_of(KEYFRAME_EVERY)
+            || std::mem::take(&mut sender.keyframe_requested);
         sender.frames = sender.frames.wrapping_add(1);
         sender.picture_id = (sender.picture_id + 1) & 0x7fff;
         sender.tl0 = sender.tl0.wrapping_add(1);

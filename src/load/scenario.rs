@@ -33,6 +33,9 @@ pub struct Scenario {
     pub connect_timeout: Duration,
     /// Local address of the simulated participants.
     pub bind_ip: IpAddr,
+    /// Participant `i` binds UDP port `port_base + i` (so a test can shape one of them);
+    /// `None` = ephemeral ports.
+    pub port_base: Option<u16>,
 }
 
 impl Default for Scenario {
@@ -48,6 +51,7 @@ impl Default for Scenario {
             join_rate: 100.0,
             connect_timeout: Duration::from_secs(30),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port_base: None,
         }
     }
 }
@@ -100,6 +104,15 @@ impl Scenario {
                 self.join_rate
             ));
         }
+        if self
+            .port_base
+            .is_some_and(|base| base < 1024 || usize::from(base) + self.participants > 65_535)
+        {
+            return invalid(format!(
+                "--port-base must leave room for {} ports between 1024 and 65535",
+                self.participants
+            ));
+        }
         if !self.bind_ip.is_loopback() {
             return invalid(format!(
                 "--bind-ip must be a loopback address (got {}): load stays on this machine",
@@ -122,6 +135,7 @@ impl Scenario {
             let shares = self.screen_every > 0 && call % self.screen_every == 0;
             for (position, participant) in participants.iter().enumerate() {
                 plans.push(PeerPlan {
+                    port: self.port_base.map(|base| base + *participant as u16),
                     session_id: format!("load{run:08x}s{participant:05}"),
                     call_id: format!("load{run:08x}c{call:04}"),
                     speaker: position < self.speakers_per_call,

@@ -242,7 +242,7 @@ pub fn peer_connection(
 /// inbound RTCP before `poll_read` unless it is tagged), so receivers' keyframe requests can be
 /// relayed to publishers.
 #[derive(Default)]
-struct KeyframeRequestsToApp {
+pub struct KeyframeRequestsToApp {
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
