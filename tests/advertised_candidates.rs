@@ -7,29 +7,16 @@ mod rtc_peer;
 
 use std::time::Duration;
 
-use common::{Daemon, KEY, base_config, join};
+use common::{Daemon, join};
 use rtc_peer::RtcPeer;
-use rtcd::ws::codec::{RtcMessage, ServerMessage};
+use rtcd::ws::codec::ServerMessage;
 
 /// The candidates trickled to a session joined on a daemon started with `env`.
 async fn advertised(env: &[(&str, &str)]) -> (Daemon, Vec<String>) {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        env,
-    );
-    let plugin = daemon.client_as("mm", KEY);
-    plugin.register("mm", KEY).await.unwrap();
-    let mut ws = plugin.connect().await.unwrap();
+    let (daemon, _plugin, mut ws) = common::registered_plugin_in("", env).await;
     ws.join(&join("call", "user", "sess")).await.unwrap();
     let (_peer, offer) = RtcPeer::new();
-    ws.rtc(&RtcMessage {
-        session_id: "sess".into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    rtc_peer::send_offer(&mut ws, "sess", offer).await;
     let mut candidates = Vec::new();
     while candidates.len() < 2 {
         if let ServerMessage::Rtc(msg) = ws.recv_timeout(Duration::from_secs(5)).await.unwrap()

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Daemon, KEY, base_config, join};
 use rtc_peer::RtcPeer;
-use rtcd::ws::codec::{RtcMessage, ServerMessage};
+use rtcd::ws::codec::ServerMessage;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offer_answer_ice_dtls_and_data_channel() {
@@ -18,14 +18,7 @@ async fn offer_answer_ice_dtls_and_data_channel() {
     ws.join(&join("call", "user", "sess")).await.unwrap();
 
     let (mut peer, offer) = RtcPeer::new();
-    ws.rtc(&RtcMessage {
-        session_id: "sess".into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    rtc_peer::send_offer(&mut ws, "sess", offer).await;
 
     // Collect the answer and the trickled candidates.
     let mut answer = None;
@@ -199,14 +192,7 @@ async fn broken_offers_close_only_that_session() {
     ];
     for (session, offer) in &broken {
         ws.join(&join("call", "u", session)).await.unwrap();
-        ws.rtc(&RtcMessage {
-            session_id: (*session).into(),
-            msg_type: 2,
-            data: Some(offer.clone().into_bytes()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+        rtc_peer::send_offer(&mut ws, session, offer.clone()).await;
     }
     let started = std::time::Instant::now();
     let mut closed = Vec::new();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::coturn::Coturn;
 use common::{join, registered_plugin_with};
 use rtc_peer::RtcPeer;
-use rtcd::ws::codec::{RtcMessage, ServerMessage};
+use rtcd::ws::codec::ServerMessage;
 
 const SECRET: &str = "north-wind";
 
@@ -44,14 +44,7 @@ async fn offer_and_collect(
     offer: String,
     wait: Duration,
 ) -> (String, Vec<String>) {
-    ws.rtc(&RtcMessage {
-        session_id: session.into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    rtc_peer::send_offer(ws, session, offer).await;
     let deadline = tokio::time::Instant::now() + wait;
     let mut answer = None;
     let mut candidates = Vec::new();

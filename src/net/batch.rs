@@ -48,9 +48,9 @@ impl RecvBatch {
             arena: BytesMut::new(),
             // SAFETY: all-zero is a valid mmsghdr/iovec/sockaddr_storage (null pointers, zero
             // lengths); every field used is set before a call.
-            headers: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
-            iovecs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
-            addresses: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
+            headers: unsafe { zeroed_batch() },
+            iovecs: unsafe { zeroed_batch() },
+            addresses: unsafe { zeroed_batch() },
         }
     }
 
@@ -130,8 +130,8 @@ impl SendBatch {
     pub fn new() -> Self {
         Self {
             // SAFETY: all-zero is a valid mmsghdr/iovec.
-            headers: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
-            iovecs: vec![unsafe { MaybeUninit::zeroed().assume_init() }; BATCH],
+            headers: unsafe { zeroed_batch() },
+            iovecs: unsafe { zeroed_batch() },
             addresses: Vec::with_capacity(BATCH),
         }
     }
@@ -192,6 +192,16 @@ impl SendBatch {
         }
         refused
     }
+}
+
+/// [`BATCH`] all-zero values of a C struct.
+///
+/// # Safety
+///
+/// All-zero bytes must be a valid `T` (plain C structs of integers and pointers).
+unsafe fn zeroed_batch<T: Copy>() -> Vec<T> {
+    // SAFETY: the caller guarantees all-zero is a valid `T`.
+    vec![unsafe { MaybeUninit::<T>::zeroed().assume_init() }; BATCH]
 }
 
 /// Points `header` at one address and one buffer (no control data).

@@ -31,20 +31,27 @@ pub fn stun_url(servers: &[IceServer]) -> Option<&str> {
 
 /// `stun:host:port` → socket address (default port 3478).
 fn resolve(url: &str, ipv6: bool) -> Option<SocketAddr> {
-    let rest = url.split_once(':')?.1;
-    let rest = rest.split('?').next()?;
-    let with_port = if rest
+    server_address(url, ipv6).ok()
+}
+
+/// The address of a STUN/TURN URL (`scheme:host[:port][?query]`, default port 3478), IPv4
+/// unless `ipv6`; the error names the cause.
+pub fn server_address(url: &str, ipv6: bool) -> Result<SocketAddr, String> {
+    let (_, rest) = url.split_once(':').ok_or("not a STUN/TURN URL")?;
+    let host_port = rest.split('?').next().unwrap_or(rest);
+    let host_port = if host_port
         .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        .is_some_and(|(host, port)| !host.ends_with(':') && port.parse::<u16>().is_ok())
     {
-        rest.to_owned()
+        host_port.to_owned()
     } else {
-        format!("{rest}:3478")
+        format!("{host_port}:3478")
     };
-    with_port
+    host_port
         .to_socket_addrs()
-        .ok()?
+        .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
         .find(|a| a.is_ipv4() || ipv6)
+        .ok_or_else(|| format!("{host_port} has no usable address"))
 }
 
 /// Asks the STUN server for the public address of each local IP (port `port`).

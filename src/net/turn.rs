@@ -6,15 +6,12 @@
 //! (`<expiry unix>:<sessionID>` / base64(HMAC-SHA1(secret, username))). The allocation itself
 //! is a session's business (`sfu::relay`).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
 use crate::config::{IceServer, TurnConfig};
-
-/// Default TURN port (RFC 8656).
-const DEFAULT_PORT: u16 = 3478;
 
 /// A TURN server sessions allocate relays on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,30 +111,17 @@ pub fn turn_servers(servers: &[IceServer], turn: &TurnConfig, ipv6: bool) -> Vec
 
 /// `turn:host[:port][?transport=udp]` → the server's UDP address.
 fn resolve(url: &str, ipv6: bool) -> Result<SocketAddr, String> {
-    let (scheme, rest) = url.split_once(':').ok_or("not a TURN URL")?;
-    if scheme != "turn" {
+    if !url.starts_with("turn:") {
         return Err("only turn: over UDP is supported for SFU-side relays".into());
     }
-    let (host_port, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let query = url.split_once('?').map_or("", |(_, q)| q);
     if query
         .split('&')
         .any(|p| p.eq_ignore_ascii_case("transport=tcp"))
     {
         return Err("only UDP transport is supported for SFU-side relays".into());
     }
-    let host_port = if host_port
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.ends_with(':') && port.parse::<u16>().is_ok())
-    {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:{DEFAULT_PORT}")
-    };
-    host_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
-        .find(|a| a.is_ipv4() || ipv6)
-        .ok_or_else(|| format!("{host_port} has no usable address"))
+    super::discovery::server_address(url, ipv6)
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use rtc::peer_connection::transport::{
 };
 use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use rtc::statistics::report::RTCStatsReport;
 
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::event::RTCTrackEvent;
@@ -139,6 +140,9 @@ pub struct InboundRtp {
     pub audio_level: Option<u8>,
     /// The simulcast layer the packet belongs to.
     pub layer: Option<Layer>,
+    /// VP8 payload descriptor of a simulcast packet and whether it starts a keyframe, parsed
+    /// once here rather than by every receiver.
+    pub vp8: Option<(super::vp8::Descriptor, bool)>,
 }
 
 /// An outgoing (forwarded) track on this session's connection.
@@ -322,13 +326,8 @@ impl Session {
     }
 
     /// Feeds the send-side bandwidth estimate to the simulcast legs (layer choice).
-    fn apply_estimate(&mut self, now: Instant) {
-        if !self.legs.values().any(|l| l.switcher.is_some()) {
-            return;
-        }
-        let estimate = self
-            .pc
-            .get_stats(now, rtc::statistics::StatsSelector::None)
+    fn apply_estimate(&mut self, now: Instant, report: &RTCStatsReport) {
+        let estimate = report
             .outbound_rtp_streams()
             .map(|s| s.target_bitrate)
             .fold(0.0, f64::max);
@@ -358,8 +357,7 @@ impl Session {
 
     /// Samples call quality from the core's statistics, reports it to the control plane and
     /// into the quality histograms.
-    fn sample_quality(&mut self, now: Instant, out: &mut Outputs) {
-        let report = self.pc.get_stats(now, rtc::statistics::StatsSelector::None);
+    fn sample_quality(&mut self, now: Instant, report: &RTCStatsReport, out: &mut Outputs) {
         let mut counters = QualityCounters {
             at: now,
             packets_received: 0,
@@ -850,11 +848,8 @@ impl Session {
         };
         // Simulcast: one layer per receiver, switched at keyframes with rebased numbering.
         if let (Some(switcher), Some(layer)) = (leg.switcher.as_mut(), inbound.layer) {
-            let is_vp8 = leg.track.mime.eq_ignore_ascii_case("video/VP8");
-            let descriptor = is_vp8
-                .then(|| super::vp8::descriptor(&inbound.packet.payload))
-                .flatten();
-            let keyframe = is_vp8 && super::vp8::is_keyframe(&inbound.packet.payload);
+            let descriptor = inbound.vp8.map(|(descriptor, _)| descriptor);
+            let keyframe = inbound.vp8.is_some_and(|(_, keyframe)| keyframe);
             let before = switcher.current();
             let verdict = switcher.on_packet(
                 now,
@@ -1085,13 +1080,22 @@ impl Session {
                 relay.handle_timeout(now);
             }
         }
-        if self.connected_at.is_some() && now >= self.quality_due {
-            self.quality_due = now + QUALITY_PERIOD;
-            self.sample_quality(now, out);
-        }
-        if now >= self.estimate_due {
+        // One statistics report serves both periodic readers.
+        let quality_due = self.connected_at.is_some() && now >= self.quality_due;
+        let estimate_due = now >= self.estimate_due;
+        if estimate_due {
             self.estimate_due = now + ESTIMATE_PERIOD;
-            self.apply_estimate(now);
+        }
+        let estimate_wanted = estimate_due && self.legs.values().any(|l| l.switcher.is_some());
+        if quality_due || estimate_wanted {
+            let report = self.pc.get_stats(now, rtc::statistics::StatsSelector::None);
+            if quality_due {
+                self.quality_due = now + QUALITY_PERIOD;
+                self.sample_quality(now, &report, out);
+            }
+            if estimate_wanted {
+                self.apply_estimate(now, &report);
+            }
         }
         self.drain(now, out);
     }
@@ -1435,12 +1439,17 @@ impl Session {
                         } else {
                             None
                         };
+                        let vp8 = layer
+                            .filter(|_| track.mime.eq_ignore_ascii_case("video/VP8"))
+                            .and_then(|_| super::vp8::descriptor(&packet.payload))
+                            .map(|d| (d, super::vp8::is_keyframe_after(&packet.payload, &d)));
                         let key = track.key.clone();
                         out.rtp.push(InboundRtp {
                             key,
                             packet,
                             audio_level,
                             layer,
+                            vp8,
                         });
                     }
                     _ => {}

@@ -55,9 +55,12 @@ pub fn descriptor(payload: &[u8]) -> Option<Descriptor> {
 /// Whether `payload` starts a VP8 keyframe (descriptor S=1, PID=0, and the payload header's
 /// P bit clear).
 pub fn is_keyframe(payload: &[u8]) -> bool {
-    descriptor(payload).is_some_and(|d| {
-        d.starts_frame && payload.get(d.len).is_some_and(|header| header & 0x01 == 0)
-    })
+    descriptor(payload).is_some_and(|d| is_keyframe_after(payload, &d))
+}
+
+/// [`is_keyframe`] with the descriptor already parsed.
+pub fn is_keyframe_after(payload: &[u8], d: &Descriptor) -> bool {
+    d.starts_frame && payload.get(d.len).is_some_and(|header| header & 0x01 == 0)
 }
 
 /// `payload` with its picture ID and TL0PICIDX replaced (keeping their widths); a copy, as

@@ -30,13 +30,14 @@ pub struct Worker {
     index: u8,
     metrics: Arc<crate::metrics::Metrics>,
     candidates: Vec<Advertised>,
-    sessions: HashMap<String, Session>,
+    /// Sessions by ID; the key is the one shared name every other table holds.
+    sessions: HashMap<Arc<str>, Session>,
     by_ufrag: HashMap<String, Arc<str>>,
     /// Learned flows → their session (shared name: routing a datagram allocates nothing).
     by_flow: HashMap<FlowKey, Arc<str>>,
     flows_of: HashMap<String, Vec<FlowKey>>,
     /// Our TURN sockets → the session allocating through them.
-    by_relay_socket: HashMap<SocketAddr, String>,
+    by_relay_socket: HashMap<SocketAddr, Arc<str>>,
     /// call ID → its sessions (all on this worker).
     calls: HashMap<String, Vec<Arc<str>>>,
     /// Reused list of receivers during fan-out (reference counts, no allocation per packet).
@@ -100,7 +101,7 @@ impl Worker {
         config: Arc<SessionConfig>,
         relays: Vec<RelayTransport>,
     ) -> Result<(), MediaError> {
-        if self.sessions.contains_key(&config.session_id) {
+        if self.sessions.contains_key(config.session_id.as_str()) {
             return Err(MediaError::SessionExists);
         }
         let ufrag = self.new_ufrag();
@@ -120,36 +121,30 @@ impl Worker {
         }))
         .map_err(|_| MediaError::Other("panic creating the peer connection".into()))?
         .map_err(|e| MediaError::Other(e.to_string()))?;
-        self.by_ufrag
-            .insert(ufrag, Arc::from(config.session_id.as_str()));
+        let name: Arc<str> = Arc::from(config.session_id.as_str());
+        self.by_ufrag.insert(ufrag, name.clone());
         for socket in session.relay_sockets() {
-            self.by_relay_socket
-                .insert(socket, config.session_id.clone());
+            self.by_relay_socket.insert(socket, name.clone());
         }
         self.calls
             .entry(config.call_id.clone())
             .or_default()
-            .push(Arc::from(config.session_id.as_str()));
+            .push(name.clone());
         tracing::info!(session_id = %config.session_id, call_id = %config.call_id, worker = self.index, "media session created");
-        self.sessions.insert(config.session_id.clone(), session);
+        self.sessions.insert(name, session);
         self.mark_timer_dirty(&config.session_id);
         Ok(())
     }
 
     /// Queues `session_id`'s deadline for recomputation (once per session per turn).
     fn mark_timer_dirty(&mut self, session_id: &str) {
-        if let Some((name, session)) = self.sessions.get_key_value(session_id)
+        if let Some(session) = self.sessions.get_mut(session_id)
             && !session.timer_dirty
         {
-            let name = self
-                .by_ufrag
-                .get(&session.ufrag)
-                .cloned()
-                .unwrap_or_else(|| Arc::from(name.as_str()));
-            if let Some(session) = self.sessions.get_mut(session_id) {
-                session.timer_dirty = true;
+            session.timer_dirty = true;
+            if let Some((name, _)) = self.sessions.get_key_value(session_id) {
+                self.timers_dirty.push(name.clone());
             }
-            self.timers_dirty.push(name);
         }
     }
 
@@ -195,7 +190,7 @@ impl Worker {
     fn wants(&self, receiver: &str, track: &PublishedTrack) -> bool {
         let (Some(receiver), Some(publisher)) = (
             self.sessions.get(receiver),
-            self.sessions.get(&track.publisher),
+            self.sessions.get(track.publisher.as_str()),
         ) else {
             return false;
         };

@@ -266,11 +266,19 @@ pub async fn registered_plugin() -> (Daemon, Client, rtcd::client::WsClient) {
 
 /// [`registered_plugin`] with `extra` TOML appended to the config.
 pub async fn registered_plugin_with(extra: &str) -> (Daemon, Client, rtcd::client::WsClient) {
+    registered_plugin_in(extra, &[]).await
+}
+
+/// [`registered_plugin`] with `extra` TOML and environment `env`.
+pub async fn registered_plugin_in(
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Daemon, Client, rtcd::client::WsClient) {
     let daemon = Daemon::start(
         &base_config(&format!(
             "[api.security]\nallow_self_registration = true\n{extra}"
         )),
-        &[],
+        env,
     );
     let plugin = daemon.client_as("mm", KEY);
     plugin.register("mm", KEY).await.unwrap();

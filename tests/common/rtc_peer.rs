@@ -438,6 +438,18 @@ impl RtcPeer {
     }
 }
 
+/// Sends `offer` (SDP JSON) for `session` over the plugin WebSocket, as the plugin relays it.
+pub async fn send_offer(ws: &mut rtcd::client::WsClient, session: &str, offer: String) {
+    ws.rtc(&rtcd::ws::codec::RtcMessage {
+        session_id: session.into(),
+        msg_type: rtcd::ws::codec::rtc_type::SDP,
+        data: Some(offer.into_bytes()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
 /// Sends `offer` for `session` over the plugin WebSocket, then applies the SFU's answer and
 /// both trickled candidates (UDP, TCP) to `peer`; other sessions' messages are skipped.
 /// Returns the candidate messages.
@@ -447,15 +459,8 @@ pub async fn negotiate(
     peer: &mut RtcPeer,
     offer: String,
 ) -> Vec<String> {
-    use rtcd::ws::codec::{RtcMessage, ServerMessage};
-    ws.rtc(&RtcMessage {
-        session_id: session.into(),
-        msg_type: 2,
-        data: Some(offer.into_bytes()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    use rtcd::ws::codec::ServerMessage;
+    send_offer(ws, session, offer).await;
     let mut answered = false;
     let mut candidates = Vec::new();
     while !answered || candidates.len() < 2 {
