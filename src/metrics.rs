@@ -42,6 +42,16 @@ pub struct QualityMetrics {
     pub rtt: Histogram,
     pub receive_bitrate: Histogram,
     pub send_bitrate: Histogram,
+    /// Fraction of the SFU's packets a client reports lost (its RTCP receiver reports).
+    pub remote_loss: Histogram,
+    /// Generic NACKs received from clients (for the SFU's forwarded streams).
+    pub nacks_received: Counter,
+    /// Generic NACKs the SFU sent to publishers.
+    pub nacks_sent: Counter,
+    /// Packets the SFU retransmitted on RTX after a client's NACK.
+    pub retransmitted_packets: Counter,
+    /// From adding a video track to a receiver to forwarding its first keyframe (seconds).
+    pub keyframe_wait: Histogram,
 }
 
 impl Default for QualityMetrics {
@@ -52,6 +62,11 @@ impl Default for QualityMetrics {
             rtt: Histogram::new(LATENCY_BUCKETS.iter().copied()),
             receive_bitrate: Histogram::new(BITRATE_BUCKETS.iter().copied()),
             send_bitrate: Histogram::new(BITRATE_BUCKETS.iter().copied()),
+            remote_loss: Histogram::new(LOSS_BUCKETS.iter().copied()),
+            nacks_received: Counter::default(),
+            nacks_sent: Counter::default(),
+            retransmitted_packets: Counter::default(),
+            keyframe_wait: Histogram::new(LATENCY_BUCKETS.iter().copied()),
         }
     }
 }
@@ -310,6 +325,31 @@ impl Metrics {
             "rtc_session_send_bitrate_bps",
             "Media bitrate from the SFU to a client, per sample",
             quality.send_bitrate.clone(),
+        );
+        registry.register(
+            "rtc_session_remote_loss_ratio",
+            "Fraction of the SFU's packets lost on the way to a client (its receiver reports), per sample",
+            quality.remote_loss.clone(),
+        );
+        registry.register(
+            "rtc_keyframe_wait_seconds",
+            "Time from adding a video track to a receiver to its first forwarded keyframe",
+            quality.keyframe_wait.clone(),
+        );
+        registry.register(
+            "rtc_nacks_received",
+            "Generic NACKs received from clients for forwarded streams",
+            quality.nacks_received.clone(),
+        );
+        registry.register(
+            "rtc_nacks_sent",
+            "Generic NACKs sent to publishers for packets missing at the SFU",
+            quality.nacks_sent.clone(),
+        );
+        registry.register(
+            "rtc_retransmitted_packets",
+            "Packets retransmitted to clients (RTX) in answer to their NACKs",
+            quality.retransmitted_packets.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
         Self {

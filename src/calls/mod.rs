@@ -117,9 +117,16 @@ pub struct CallQuality {
     pub loss_ratio: Spread,
     pub jitter_seconds: Spread,
     pub rtt_seconds: Spread,
+    /// Loss on the SFU → client legs, from the clients' receiver reports.
+    pub remote_loss_ratio: Spread,
     /// Sum over the call's sessions (bit/s).
     pub receive_bps: f64,
     pub send_bps: f64,
+    /// Loss recovery in the latest sampling period, summed over sessions: NACKs from
+    /// clients, NACKs to publishers, packets retransmitted (RTX).
+    pub nacks_received: u64,
+    pub nacks_sent: u64,
+    pub retransmitted_packets: u64,
 }
 
 /// Mean and worst value over sessions (`null` with no samples).
@@ -266,8 +273,12 @@ impl Registry {
             loss_ratio: Spread::of(samples.iter().map(|q| q.loss_ratio)),
             jitter_seconds: Spread::of(samples.iter().map(|q| q.jitter_seconds)),
             rtt_seconds: Spread::of(samples.iter().filter_map(|q| q.rtt_seconds)),
+            remote_loss_ratio: Spread::of(samples.iter().map(|q| q.remote_loss_ratio)),
             receive_bps: samples.iter().map(|q| q.receive_bps).sum(),
             send_bps: samples.iter().map(|q| q.send_bps).sum(),
+            nacks_received: samples.iter().map(|q| q.nacks_received).sum(),
+            nacks_sent: samples.iter().map(|q| q.nacks_sent).sum(),
+            retransmitted_packets: samples.iter().map(|q| q.retransmitted_packets).sum(),
         })
     }
 

@@ -98,6 +98,14 @@ pub struct SessionQuality {
     /// Media bitrates from and to the client, bit/s.
     pub receive_bps: f64,
     pub send_bps: f64,
+    /// Fraction of the SFU's packets lost on the way to the client (the worst stream the
+    /// client's receiver reports describe).
+    pub remote_loss_ratio: f64,
+    /// Loss recovery over the period: NACKs the client sent for our streams, NACKs we sent to
+    /// it for its streams, and packets we retransmitted to it (RTX).
+    pub nacks_received: u64,
+    pub nacks_sent: u64,
+    pub retransmitted_packets: u64,
 }
 
 /// Sender half the media plane uses for [`MediaEvent`]s. Bounded: a full queue drops.

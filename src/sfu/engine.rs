@@ -1,5 +1,6 @@
-//! Per-session configuration of the WebRTC core: codecs, header extensions, interceptors and
-//! ICE/DTLS settings (spec media-plane §1.1, §3.3, §3.5, §3.6).
+//! Per-session configuration of the WebRTC core: codecs (plus RTX for video, unlike
+//! upstream), header extensions, interceptors and ICE/DTLS settings (spec media-plane §1.1,
+//! §3.3, §3.5, §3.6).
 //!
 //! Owns: what a session's peer connection negotiates. Everything library-specific about
 //! building a peer connection lives here so the session logic stays library-neutral in shape.
@@ -17,7 +18,7 @@ use rtc::peer_connection::certificate::{CertificateParams, RTCCertificate};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_AV1, MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine,
+    MIME_TYPE_AV1, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::transport::RTCDtlsRole;
@@ -51,6 +52,11 @@ pub const BWE_MAX_BPS: f64 = 3_750_000.0;
 pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
 pub const AV1_PT: u8 = 45;
+/// RTX (RFC 4588) payload types for VP8 and AV1 (as Chromium numbers them). Upstream
+/// registers no RTX; we do, so retransmissions travel on their own SSRC and a receiver's
+/// statistics tell them apart from late originals.
+pub const VP8_RTX_PT: u8 = 97;
+pub const AV1_RTX_PT: u8 = 46;
 
 fn video_feedback() -> Vec<RTCPFeedback> {
     [
@@ -122,6 +128,21 @@ pub fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
                     channels: 0,
                     sdp_fmtp_line: String::new(),
                     rtcp_feedback: video_feedback(),
+                },
+                payload_type: pt,
+            },
+            RtpCodecKind::Video,
+        )?;
+    }
+    for (apt, pt) in [(VP8_PT, VP8_RTX_PT), (AV1_PT, AV1_RTX_PT)] {
+        engine.register_codec(
+            RTCRtpCodecParameters {
+                rtp_codec: RTCRtpCodec {
+                    mime_type: MIME_TYPE_RTX.to_owned(),
+                    clock_rate: 90_000,
+                    channels: 0,
+                    sdp_fmtp_line: format!("apt={apt}"),
+                    rtcp_feedback: Vec::new(),
                 },
                 payload_type: pt,
             },

@@ -2,8 +2,10 @@
 //! protocol, negotiation and forwarding. Time is passed in; datagrams come in as values and
 //! transmits go out as values. No sockets, threads, store or clock inside.
 
+pub mod av1;
 pub mod dc_protocol;
 pub mod engine;
+pub mod offer_filter;
 pub mod relay;
 pub mod session;
 pub mod simulcast;

@@ -28,6 +28,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::statistics::report::RTCStatsReport;
 
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_AV1, MIME_TYPE_VP8};
 use rtc::peer_connection::event::RTCTrackEvent;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -140,9 +141,11 @@ pub struct InboundRtp {
     pub audio_level: Option<u8>,
     /// The simulcast layer the packet belongs to.
     pub layer: Option<Layer>,
-    /// VP8 payload descriptor of a simulcast packet and whether it starts a keyframe, parsed
-    /// once here rather than by every receiver.
-    pub vp8: Option<(super::vp8::Descriptor, bool)>,
+    /// VP8 payload descriptor of a simulcast packet, parsed once here rather than by every
+    /// receiver.
+    pub vp8: Option<super::vp8::Descriptor>,
+    /// The packet starts a keyframe (VP8 or AV1 video; always false for other codecs).
+    pub keyframe: bool,
 }
 
 /// An outgoing (forwarded) track on this session's connection.
@@ -157,6 +160,32 @@ struct Leg {
     audio_level_ext: Option<u8>,
     /// Layer choice and rebasing for a simulcast track.
     switcher: Option<LayerSwitcher>,
+    /// When the leg was added (for the time to its first keyframe).
+    added_at: Instant,
+    /// A non-simulcast VP8/AV1 leg forwards nothing before its first keyframe (the receiver
+    /// could not decode it); meanwhile keyframes are asked for every [`KEYFRAME_RETRY`].
+    /// Holds the last request.
+    awaiting_keyframe: Option<Instant>,
+}
+
+/// How long a receiver waits between keyframe requests while it has none.
+pub const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+
+/// Records the time a receiver waited for the first keyframe of a leg.
+fn first_keyframe(metrics: &Metrics, session_id: &str, leg: &Leg, now: Instant) {
+    let waited = now.duration_since(leg.added_at);
+    metrics.quality.keyframe_wait.observe(waited.as_secs_f64());
+    tracing::debug!(
+        session_id,
+        publisher = %leg.track.publisher,
+        waited_ms = waited.as_millis() as u64,
+        "first keyframe forwarded"
+    );
+}
+
+/// Whether packets of this codec carry a keyframe marker we can read.
+fn detects_keyframes(mime: &str) -> bool {
+    mime.eq_ignore_ascii_case(MIME_TYPE_VP8) || mime.eq_ignore_ascii_case(MIME_TYPE_AV1)
 }
 
 /// Signaling path of an offer/answer.
@@ -261,6 +290,9 @@ struct QualityCounters {
     packets_lost: i64,
     bytes_received: u64,
     bytes_sent: u64,
+    nacks_received: u64,
+    nacks_sent: u64,
+    retransmitted_packets: u64,
 }
 
 /// How long the SFU waits for the answer to its offer.
@@ -364,9 +396,13 @@ impl Session {
             packets_lost: 0,
             bytes_received: 0,
             bytes_sent: 0,
+            nacks_received: 0,
+            nacks_sent: 0,
+            retransmitted_packets: 0,
         };
         let mut jitter: f64 = 0.0;
         for stream in report.inbound_rtp_streams() {
+            counters.nacks_sent += u64::from(stream.nack_count);
             let received = &stream.received_rtp_stream_stats;
             counters.packets_received += received.packets_received;
             counters.packets_lost += received.packets_lost;
@@ -379,10 +415,17 @@ impl Session {
             };
             jitter = jitter.max(received.jitter / clock_rate);
         }
-        counters.bytes_sent = report
-            .outbound_rtp_streams()
-            .map(|s| s.sent_rtp_stream_stats.bytes_sent)
-            .sum();
+        let mut remote_loss: f64 = 0.0;
+        for stream in report.outbound_rtp_streams() {
+            counters.bytes_sent += stream.sent_rtp_stream_stats.bytes_sent;
+            counters.nacks_received += u64::from(stream.nack_count);
+            counters.retransmitted_packets += stream.retransmitted_packets_sent;
+        }
+        for entry in report.iter() {
+            if let rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(stream) = entry {
+                remote_loss = remote_loss.max(stream.fraction_lost.clamp(0.0, 1.0));
+            }
+        }
         let rtt = report
             .candidate_pairs()
             .filter(|p| p.nominated && p.current_round_trip_time > 0.0)
@@ -412,6 +455,14 @@ impl Session {
                 / seconds,
             send_bps: counters.bytes_sent.saturating_sub(previous.bytes_sent) as f64 * 8.0
                 / seconds,
+            remote_loss_ratio: remote_loss,
+            nacks_received: counters
+                .nacks_received
+                .saturating_sub(previous.nacks_received),
+            nacks_sent: counters.nacks_sent.saturating_sub(previous.nacks_sent),
+            retransmitted_packets: counters
+                .retransmitted_packets
+                .saturating_sub(previous.retransmitted_packets),
         };
         let histograms = &self.metrics.quality;
         histograms.loss.observe(quality.loss_ratio);
@@ -421,6 +472,12 @@ impl Session {
         }
         histograms.receive_bitrate.observe(quality.receive_bps);
         histograms.send_bitrate.observe(quality.send_bps);
+        histograms.remote_loss.observe(quality.remote_loss_ratio);
+        histograms.nacks_received.inc_by(quality.nacks_received);
+        histograms.nacks_sent.inc_by(quality.nacks_sent);
+        histograms
+            .retransmitted_packets
+            .inc_by(quality.retransmitted_packets);
         out.events.push(MediaEvent::Quality {
             session_id: self.config.session_id.clone(),
             quality,
@@ -620,6 +677,9 @@ impl Session {
                         switcher: track
                             .simulcast
                             .then(|| LayerSwitcher::new(Layer::High, now)),
+                        added_at: now,
+                        awaiting_keyframe: (!track.simulcast && detects_keyframes(&track.mime))
+                            .then_some(now),
                     },
                 );
                 self.negotiate(now, out);
@@ -847,9 +907,24 @@ impl Session {
             payload: inbound.packet.payload.clone(),
         };
         // Simulcast: one layer per receiver, switched at keyframes with rebased numbering.
+        if let Some(last_request) = leg.awaiting_keyframe.as_mut() {
+            if !inbound.keyframe {
+                if now.duration_since(*last_request) >= KEYFRAME_RETRY {
+                    *last_request = now;
+                    out.keyframe_requests.push(KeyframeRequest {
+                        publisher: leg.track.publisher.clone(),
+                        source_id: leg.track.source_id.clone(),
+                        layer: None,
+                    });
+                }
+                return;
+            }
+            leg.awaiting_keyframe = None;
+            first_keyframe(&self.metrics, &self.config.session_id, leg, now);
+        }
         if let (Some(switcher), Some(layer)) = (leg.switcher.as_mut(), inbound.layer) {
-            let descriptor = inbound.vp8.map(|(descriptor, _)| descriptor);
-            let keyframe = inbound.vp8.is_some_and(|(_, keyframe)| keyframe);
+            let descriptor = inbound.vp8;
+            let keyframe = inbound.keyframe;
             let before = switcher.current();
             let verdict = switcher.on_packet(
                 now,
@@ -860,6 +935,10 @@ impl Session {
                 descriptor.as_ref(),
                 keyframe,
             );
+            if before.is_none() && switcher.current().is_some() {
+                first_keyframe(&self.metrics, &self.config.session_id, leg, now);
+            }
+            let switcher = leg.switcher.as_mut().expect("simulcast leg");
             if switcher.current() != before {
                 tracing::debug!(
                     session_id = %self.config.session_id,
@@ -1159,7 +1238,9 @@ impl Session {
                     tracing::debug!(session_id = %self.config.session_id, "client offer ignored during our own negotiation");
                     return Ok(());
                 }
-                let offer = RTCSessionDescription::offer(description.sdp)?;
+                let sdp = super::offer_filter::without_simulcast_rtx(&description.sdp)
+                    .unwrap_or(description.sdp);
+                let offer = RTCSessionDescription::offer(sdp)?;
                 self.pc.set_remote_description(now, offer)?;
                 let first = !self.answered;
                 let trickle = if first {
@@ -1439,17 +1520,25 @@ impl Session {
                         } else {
                             None
                         };
-                        let vp8 = layer
-                            .filter(|_| track.mime.eq_ignore_ascii_case("video/VP8"))
-                            .and_then(|_| super::vp8::descriptor(&packet.payload))
-                            .map(|d| (d, super::vp8::is_keyframe_after(&packet.payload, &d)));
+                        let is_vp8 = track.mime.eq_ignore_ascii_case(MIME_TYPE_VP8);
+                        let descriptor = is_vp8
+                            .then(|| super::vp8::descriptor(&packet.payload))
+                            .flatten();
+                        let keyframe = if is_vp8 {
+                            descriptor
+                                .is_some_and(|d| super::vp8::is_keyframe_after(&packet.payload, &d))
+                        } else {
+                            track.mime.eq_ignore_ascii_case(MIME_TYPE_AV1)
+                                && super::av1::is_keyframe(&packet.payload)
+                        };
                         let key = track.key.clone();
                         out.rtp.push(InboundRtp {
                             key,
                             packet,
                             audio_level,
                             layer,
-                            vp8,
+                            vp8: descriptor.filter(|_| layer.is_some()),
+                            keyframe,
                         });
                     }
                     _ => {}

@@ -121,6 +121,36 @@
         return c.captureStream(15);
     }
 
+    // A "screen" that costs bits: a 640x360 canvas whose centre is noise that changes every
+    // frame (pre-rendered frames, cycled), so the encoder uses its whole budget per layer and
+    // the simulcast layers differ clearly in bitrate (l ~0.5 Mbit/s, h ~2.5 Mbit/s) and frame
+    // rate (5 vs 15 fps).
+    function noiseScreen() {
+        const c = document.createElement('canvas');
+        c.width = 640;
+        c.height = 360;
+        document.body.appendChild(c);
+        const g = c.getContext('2d');
+        const frames = [];
+        for (let k = 0; k < 8; k++) {
+            const img = g.createImageData(320, 180);
+            const px = new Uint32Array(img.data.buffer);
+            for (let i = 0; i < px.length; i++) px[i] = ((Math.random() * 0x1000000) | 0) | 0xff000000;
+            frames.push(img);
+        }
+        let n = 0;
+        setInterval(() => {
+            n++;
+            g.fillStyle = `hsl(${(n * 7) % 360}, 60%, 40%)`;
+            g.fillRect(0, 0, c.width, c.height);
+            g.putImageData(frames[n % frames.length], 160, 90);
+            g.fillStyle = '#fff';
+            g.font = '32px sans-serif';
+            g.fillText(`frame ${n}`, 20 + (n % 100), 40);
+        }, 1000 / 15);
+        return c.captureStream(15);
+    }
+
     function candInfo(c) {
         if (!c) return null;
         return {
@@ -214,6 +244,13 @@
             let stream;
             let source = 'getDisplayMedia';
             try {
+                if (opts && opts.noise) {
+                    source = 'noise canvas';
+                    stream = noiseScreen();
+                    state.screen = stream;
+                    const vt = stream.getVideoTracks()[0];
+                    return {streamID: stream.id, trackID: vt.id, source, label: vt.label, settings: vt.getSettings()};
+                }
                 if (opts && opts.forceCanvas) throw new Error('canvas requested');
                 stream = await navigator.mediaDevices.getDisplayMedia({video: true, audio: false});
             } catch (err) {
@@ -307,6 +344,10 @@
                         frameHeight: s.frameHeight,
                         pliCount: s.pliCount,
                         nackCount: s.nackCount,
+                        framesPerSecond: s.framesPerSecond,
+                        retransmittedPacketsReceived: s.retransmittedPacketsReceived,
+                        freezeCount: s.freezeCount,
+                        totalFreezesDuration: s.totalFreezesDuration,
                     });
                 } else if (s.type === 'outbound-rtp') {
                     out.outbound.push({
@@ -319,6 +360,10 @@
                         framesEncoded: s.framesEncoded,
                         frameWidth: s.frameWidth,
                         active: s.active,
+                        nackCount: s.nackCount,
+                        retransmittedPacketsSent: s.retransmittedPacketsSent,
+                        targetBitrate: s.targetBitrate,
+                        framesPerSecond: s.framesPerSecond,
                     });
                 } else if (s.type === 'transport' && s.selectedCandidatePairId && byId[s.selectedCandidatePairId]) {
                     pair = byId[s.selectedCandidatePairId];
