@@ -50,6 +50,8 @@ pub struct QualityMetrics {
     pub nacks_sent: Counter,
     /// Packets the SFU retransmitted on RTX after a client's NACK.
     pub retransmitted_packets: Counter,
+    /// Packets clients asked for again that the retransmission budget refused.
+    pub refused_retransmissions: Counter,
     /// From adding a video track to a receiver to forwarding its first keyframe (seconds).
     pub keyframe_wait: Histogram,
 }
@@ -66,6 +68,7 @@ impl Default for QualityMetrics {
             nacks_received: Counter::default(),
             nacks_sent: Counter::default(),
             retransmitted_packets: Counter::default(),
+            refused_retransmissions: Counter::default(),
             keyframe_wait: Histogram::new(LATENCY_BUCKETS.iter().copied()),
         }
     }
@@ -330,6 +333,11 @@ impl Metrics {
             "rtc_session_remote_loss_ratio",
             "Fraction of the SFU's packets lost on the way to a client (its receiver reports), per sample",
             quality.remote_loss.clone(),
+        );
+        registry.register(
+            "rtc_retransmissions_refused",
+            "Packets clients asked for again (NACK) beyond the retransmission budget of their stream",
+            quality.refused_retransmissions.clone(),
         );
         registry.register(
             "rtc_keyframe_wait_seconds",

@@ -74,6 +74,9 @@ fn missing_prerequisite(extra: &[&str]) -> Option<String> {
     if !runs("nft", &["--version"]) {
         return Some("nft not found (run: sh tests/e2e/setup.sh)".into());
     }
+    if !runs("tc", &["-V"]) {
+        return Some("tc not found (run: sh tests/e2e/setup.sh; iproute2)".into());
+    }
     None
 }
 
@@ -288,6 +291,35 @@ fn e2e_aiortc_and_chromium_exchange_audio() {
         name: "aiortc-chromium",
         client: "current",
         extra: &["--scenario", "aiortc-chromium", "--expect-transport", "udp"],
+        block_udp: false,
+    });
+}
+
+// Simulcast under a real bandwidth limit: A shares its screen with simulcast (rids l/h); B's
+// downlink is limited to 1.2 Mbit/s with tc inside the test's namespace: rtcd's send-side
+// estimate moves B to l (frame rate ~5 fps, bitrate under the limit) while C stays on h; once
+// the limit is lifted B returns to h. Freezes after the switch and after the lift stay under
+// 1.5 s (the harness measures decoded frames every 100 ms).
+#[test]
+fn e2e_simulcast_limited_viewer_moves_to_low_layer_and_back() {
+    run(Run {
+        name: "simulcast",
+        client: "current",
+        extra: &["--scenario", "simulcast", "--timeout", "140"],
+        block_udp: false,
+    });
+}
+
+// Packet loss: 10 % of the packets to B and from A dropped by nft for 12 s: audio and video
+// continue, rtcd's NACK/retransmission counters and Chromium's rise, GET /calls/{id}/stats
+// reports the loss within a few seconds; after the loss ends the counters stop rising and
+// the stats report no loss.
+#[test]
+fn e2e_loss_is_repaired_and_reported() {
+    run(Run {
+        name: "loss",
+        client: "current",
+        extra: &["--scenario", "loss", "--timeout", "140"],
         block_udp: false,
     });
 }

@@ -43,6 +43,9 @@ pub fn set_nack_buffer_size(size: u16) {
     NACK_BUFFER_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// How often the SFU asks a publisher for one missing packet.
+pub const MAX_NACKS_PER_PACKET: u16 = 10;
+
 /// Bounds of the send-side estimate (upstream: 0.5 × the low layer's and 1.5 × the high
 /// layer's nominal rate).
 pub const BWE_MIN_BPS: f64 = 250_000.0;
@@ -53,8 +56,9 @@ pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
 pub const AV1_PT: u8 = 45;
 /// RTX (RFC 4588) payload types for VP8 and AV1 (as Chromium numbers them). Upstream
-/// registers no RTX; we do, so retransmissions travel on their own SSRC and a receiver's
-/// statistics tell them apart from late originals.
+/// registers no RTX; we do for what we send, so retransmissions travel on their own SSRC and
+/// a receiver's statistics tell them apart from late originals (publishers retransmit on the
+/// media SSRC: see `offer_filter`).
 pub const VP8_RTX_PT: u8 = 97;
 pub const AV1_RTX_PT: u8 = 46;
 
@@ -195,6 +199,8 @@ fn thread_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
 pub fn peer_connection(
     ufrag: &str,
     pwd: &str,
+    refused_retransmissions: prometheus_client::metrics::counter::Counter,
+    feedback: std::sync::Arc<super::nack_budget::FeedbackTally>,
     now: Instant,
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
@@ -214,6 +220,20 @@ pub fn peer_connection(
             rtc::interceptor::NackResponderBuilder::new()
                 .with_size(NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed))
                 .build(),
+        )
+        // A packet missing from a publisher is asked for at most 10 times (libwebrtc's limit),
+        // once per 100 ms: the core's default asks until the packet leaves its 512-packet log,
+        // so a packet whose retransmissions were lost too was NACKed for seconds.
+        .with(
+            rtc::interceptor::Slot::NackGenerator,
+            rtc::interceptor::NackGeneratorBuilder::new()
+                .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
+                .build(),
+        )
+        // Receivers' NACKs pass a retransmission budget before the responder sees them.
+        .with(
+            rtc::interceptor::Slot::from(3_500),
+            super::nack_budget::NackBudget::new(refused_retransmissions, feedback),
         )
         .with(
             rtc::interceptor::Slot::TwccSender,

@@ -171,6 +171,14 @@ struct Leg {
 /// How long a receiver waits between keyframe requests while it has none.
 pub const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
 
+/// A stream needs this many packets in a sampling period for its loss ratio to count.
+const MIN_PACKETS_FOR_LOSS: f64 = 20.0;
+
+/// The running NACK total of the last sample (0 before the first).
+fn previous_nacks(previous: &Option<QualityCounters>) -> u64 {
+    previous.map_or(0, |p| p.nacks_received)
+}
+
 /// Records the time a receiver waited for the first keyframe of a leg.
 fn first_keyframe(metrics: &Metrics, session_id: &str, leg: &Leg, now: Instant) {
     let waited = now.duration_since(leg.added_at);
@@ -266,6 +274,10 @@ pub struct Session {
     /// Next call-quality sample, and the counters of the previous one.
     quality_due: Instant,
     quality_counters: Option<QualityCounters>,
+    /// Per inbound SSRC: packets received and lost at the last quality sample.
+    stream_counters: HashMap<u32, (u64, i64)>,
+    /// What this client's RTCP reported (NACKs, loss), tallied by the feedback interceptor.
+    feedback: Arc<super::nack_budget::FeedbackTally>,
     /// Next read of the send-side bandwidth estimate (sessions receiving simulcast).
     estimate_due: Instant,
     /// Relay candidates allocated before the first answer (trickled right after it).
@@ -286,8 +298,6 @@ pub const QUALITY_PERIOD: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Copy)]
 struct QualityCounters {
     at: Instant,
-    packets_received: u64,
-    packets_lost: i64,
     bytes_received: u64,
     bytes_sent: u64,
     nacks_received: u64,
@@ -309,7 +319,14 @@ impl Session {
         metrics: Arc<Metrics>,
         now: Instant,
     ) -> Result<Self, SessionError> {
-        let pc = engine::peer_connection(&ufrag, pwd, now)?;
+        let feedback = Arc::<super::nack_budget::FeedbackTally>::default();
+        let pc = engine::peer_connection(
+            &ufrag,
+            pwd,
+            metrics.quality.refused_retransmissions.clone(),
+            feedback.clone(),
+            now,
+        )?;
         let relays = relays
             .into_iter()
             .filter_map(|transport| {
@@ -353,6 +370,8 @@ impl Session {
             pending_relay_candidates: Vec::new(),
             quality_due: now + QUALITY_PERIOD,
             quality_counters: None,
+            stream_counters: HashMap::default(),
+            feedback,
             estimate_due: now + ESTIMATE_PERIOD,
         })
     }
@@ -392,8 +411,6 @@ impl Session {
     fn sample_quality(&mut self, now: Instant, report: &RTCStatsReport, out: &mut Outputs) {
         let mut counters = QualityCounters {
             at: now,
-            packets_received: 0,
-            packets_lost: 0,
             bytes_received: 0,
             bytes_sent: 0,
             nacks_received: 0,
@@ -401,11 +418,25 @@ impl Session {
             retransmitted_packets: 0,
         };
         let mut jitter: f64 = 0.0;
+        // Loss is per stream and the worst stream counts: video losses are mostly repaired
+        // by retransmission (repaired packets count as received), audio ones are not, and a
+        // sum over both would hide the audio loss behind the video's packet count.
+        let mut worst_loss: f64 = 0.0;
         for stream in report.inbound_rtp_streams() {
             counters.nacks_sent += u64::from(stream.nack_count);
             let received = &stream.received_rtp_stream_stats;
-            counters.packets_received += received.packets_received;
-            counters.packets_lost += received.packets_lost;
+            let now_counts = (received.packets_received, received.packets_lost);
+            if let Some((was_received, was_lost)) = self
+                .stream_counters
+                .insert(received.rtp_stream_stats.ssrc, now_counts)
+            {
+                let got = now_counts.0.saturating_sub(was_received) as f64;
+                let lost = (now_counts.1 - was_lost).max(0) as f64;
+                // Ignore streams too quiet in this period to say anything.
+                if got + lost >= MIN_PACKETS_FOR_LOSS {
+                    worst_loss = worst_loss.max(lost / (got + lost));
+                }
+            }
             counters.bytes_received += stream.bytes_received;
             // rtc 0.21.1 documents this as seconds but stores the RTCP report's value, which is
             // in RTP timestamp units (measured: ~240 for 5 ms of Opus jitter).
@@ -415,17 +446,14 @@ impl Session {
             };
             jitter = jitter.max(received.jitter / clock_rate);
         }
-        let mut remote_loss: f64 = 0.0;
         for stream in report.outbound_rtp_streams() {
             counters.bytes_sent += stream.sent_rtp_stream_stats.bytes_sent;
-            counters.nacks_received += u64::from(stream.nack_count);
             counters.retransmitted_packets += stream.retransmitted_packets_sent;
         }
-        for entry in report.iter() {
-            if let rtc::statistics::report::RTCStatsReportEntry::RemoteInboundRtp(stream) = entry {
-                remote_loss = remote_loss.max(stream.fraction_lost.clamp(0.0, 1.0));
-            }
-        }
+        // The core's statistics never see inbound RTCP: NACKs and receiver-report loss come
+        // from our feedback interceptor, per period.
+        let (nacks_received, remote_loss) = self.feedback.take();
+        counters.nacks_received = previous_nacks(&self.quality_counters) + nacks_received;
         let rtt = report
             .candidate_pairs()
             .filter(|p| p.nominated && p.current_round_trip_time > 0.0)
@@ -436,16 +464,8 @@ impl Session {
             return; // the first sample only sets the baseline
         };
         let seconds = now.duration_since(previous.at).as_secs_f64().max(1e-3);
-        let received = counters
-            .packets_received
-            .saturating_sub(previous.packets_received) as f64;
-        let lost = (counters.packets_lost - previous.packets_lost).max(0) as f64;
         let quality = SessionQuality {
-            loss_ratio: if received + lost > 0.0 {
-                lost / (received + lost)
-            } else {
-                0.0
-            },
+            loss_ratio: worst_loss,
             jitter_seconds: jitter,
             rtt_seconds: rtt,
             receive_bps: counters
@@ -1238,7 +1258,7 @@ impl Session {
                     tracing::debug!(session_id = %self.config.session_id, "client offer ignored during our own negotiation");
                     return Ok(());
                 }
-                let sdp = super::offer_filter::without_simulcast_rtx(&description.sdp)
+                let sdp = super::offer_filter::without_publisher_rtx(&description.sdp)
                     .unwrap_or(description.sdp);
                 let offer = RTCSessionDescription::offer(sdp)?;
                 self.pc.set_remote_description(now, offer)?;

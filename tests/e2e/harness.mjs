@@ -13,7 +13,7 @@
 //
 // The aiortc-chromium scenario adds a second WebRTC implementation: aiortc_peer.py (PyPI aiortc,
 // run with the venv that setup.sh makes) joins the same call next to one Chromium participant.
-import {spawn} from 'node:child_process';
+import {execFileSync, spawn} from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -43,6 +43,11 @@ const USAGE = `usage: node harness.mjs (--rtcd URL | --rtcd-bin PATH) [options]
   --rtcd-log FILE          with --rtcd: rtcd's log file, scanned for diagnostics
   --scenario NAME          three-party (default) | connect | aiortc-chromium (participant A: Chromium
                            with --client, B: aiortc_peer.py; --participants does not apply)
+                           | simulcast (A shares with simulcast; B's downlink is limited with tc,
+                           then lifted; C is not limited) | loss (A speaks and shares; packets to B
+                           and from A are dropped at random with nft, then not)
+  --limit-kbit N           simulcast: B's downlink rate while limited (default 1200)
+  --loss-percent N         loss: share of packets dropped (default 10)
   --client GEN             current (default; DC signaling + DC locking) | legacy (npm 0.27.2)
   --dc-signaling 0|1       current client only: dcSignaling in RTCPeer config and join (default 1)
   --participants N         number of participants (default 3, minimum 3 for three-party)
@@ -93,6 +98,8 @@ try {
             soft: {type: 'string', multiple: true, default: []},
             python: {type: 'string', default: process.env.E2E_PYTHON || path.join(HERE, '.venv', 'bin', 'python')},
             'aiortc-tone': {type: 'string', default: 'gated'},
+            'limit-kbit': {type: 'string', default: '1200'},
+            'loss-percent': {type: 'string', default: '10'},
             verbose: {type: 'boolean', default: false},
             help: {type: 'boolean', default: false},
         },
@@ -103,7 +110,12 @@ try {
 }
 if (opts.help) usage();
 if (!opts.rtcd === !opts['rtcd-bin']) usage('exactly one of --rtcd and --rtcd-bin is required');
-if (!['three-party', 'connect', 'aiortc-chromium'].includes(opts.scenario)) usage(`unknown scenario ${opts.scenario}`);
+if (!['three-party', 'connect', 'aiortc-chromium', 'simulcast', 'loss'].includes(opts.scenario)) usage(`unknown scenario ${opts.scenario}`);
+const SIMULCAST = opts.scenario === 'simulcast';
+const LIMIT_KBIT = Number(opts['limit-kbit']);
+const LOSS_PERCENT = Number(opts['loss-percent']);
+if (!(LIMIT_KBIT >= 100 && LIMIT_KBIT <= 100000)) usage('--limit-kbit must be 100..100000');
+if (!(LOSS_PERCENT >= 1 && LOSS_PERCENT <= 50)) usage('--loss-percent must be 1..50');
 if (!['gated', 'steady'].includes(opts['aiortc-tone'])) usage('--aiortc-tone must be gated or steady');
 if (!['current', 'legacy'].includes(opts.client)) usage(`unknown client ${opts.client}`);
 if (opts['expect-transport'] && !['udp', 'tcp'].includes(opts['expect-transport'])) usage('--expect-transport must be udp or tcp');
@@ -114,7 +126,7 @@ const N = AIORTC ? 2 : Number(opts.participants);
 const SECONDS = Number(opts.seconds);
 const ANSWER_TIMEOUT_MS = Number(opts['answer-timeout']) * 1000;
 const SCENARIO_TIMEOUT_MS = Number(opts.timeout) * 1000;
-if (!(N >= 1 && N <= 26) || (opts.scenario === 'three-party' && N < 3)) usage('--participants must be 3..26 for three-party, 1..26 otherwise');
+if (!(N >= 1 && N <= 26) || (['three-party', 'simulcast', 'loss'].includes(opts.scenario) && N < 3)) usage('--participants must be 3..26 for three-party, 1..26 otherwise');
 if (!(SECONDS >= 0) || !(ANSWER_TIMEOUT_MS > 0) || !(SCENARIO_TIMEOUT_MS > 0)) usage('bad --seconds/--answer-timeout/--timeout');
 const DC_SIGNALING = opts.client === 'current' && opts['dc-signaling'] !== '0';
 const DC_LOCKING = opts.client === 'current';
@@ -947,7 +959,7 @@ async function joinAll() {
         await Promise.all(S.parts.map((p) => p.init({
             dcSignaling: p.dcSignaling,
             dcLocking: DC_LOCKING,
-            simulcast: false,
+            simulcast: SIMULCAST,
             connTimeoutMs: 15000,
         })));
         await waitFor(5000, () => `no offer from the peer of ${S.parts.filter((p) => !p.offers).map((p) => p.name).join(', ')} within 5 s`,
@@ -1382,6 +1394,362 @@ async function expectAudioAtAiortc(sender, r, timeoutMs) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Network conditions (inside the test's own namespace: lo only) and media-quality scenarios
+
+
+function sh(cmd, args) {
+    try {
+        return execFileSync(cmd, args, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']});
+    } catch (err) {
+        throw new CheckFailed(`${cmd} ${args.join(' ')}: ${(err.stderr || err.message).trim()}`);
+    }
+}
+
+// Limits UDP to `port` on lo to `kbit` (htb class, 100-packet queue: ~0.7 s at 1.2 Mbit/s, a
+// home router's buffer rather than a switch's); returns the lift function.
+function limitPort(port, kbit) {
+    const tc = (...a) => sh('tc', a);
+    tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '10');
+    tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:10', 'htb', 'rate', '10gbit');
+    tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`);
+    tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '100');
+    tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'u32', 'match', 'ip', 'dport', String(port), '0xffff', 'flowid', '1:20');
+    return () => tc('class', 'change', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', '10gbit', 'ceil', '10gbit');
+}
+
+// Drops `percent` % of UDP packets on each (sport, dport) flow at random (nft numgen).
+function dropRandomly(flows, percent) {
+    const nft = (...a) => sh('nft', a);
+    nft('add', 'table', 'inet', 'e2eloss');
+    nft('add', 'chain', 'inet', 'e2eloss', 'in', '{ type filter hook input priority 0; }');
+    for (const [sport, dport] of flows) {
+        nft('add', 'rule', 'inet', 'e2eloss', 'in', 'udp', 'sport', String(sport), 'udp', 'dport', String(dport), 'numgen', 'random', 'mod', '100', 'lt', String(percent), 'drop');
+    }
+    return () => nft('delete', 'table', 'inet', 'e2eloss');
+}
+
+// Polls viewers' received-video counters every 100 ms, for frame rates, bitrates and freezes.
+class VideoTracker {
+    constructor(viewers) {
+        this.viewers = viewers;
+        this.samples = new Map(viewers.map((v) => [v.name, []]));
+        this.stopped = false;
+        this.loop = (async () => {
+            while (!this.stopped) {
+                const t = Date.now();
+                await Promise.all(viewers.map(async (v) => {
+                    const s = await v.eval(() => window.e2e.videoIn()).catch(() => null);
+                    if (s) this.samples.get(v.name).push({t: Date.now(), ...s});
+                }));
+                await sleep(Math.max(10, 100 - (Date.now() - t)));
+            }
+        })();
+    }
+
+    async stop() {
+        this.stopped = true;
+        await this.loop;
+    }
+
+    // Frames decoded per second and kbit/s over the last `ms`.
+    rate(name, ms = 2000) {
+        const a = this.samples.get(name);
+        const last = a.at(-1);
+        if (!last) return {fps: 0, kbps: 0};
+        const first = a.find((s) => s.t >= last.t - ms) || last;
+        const dt = Math.max(1, last.t - first.t);
+        if (dt < ms * 0.8) return {fps: 0, kbps: 0};
+        return {fps: (last.framesDecoded - first.framesDecoded) * 1000 / dt, kbps: (last.bytesReceived - first.bytesReceived) * 8 / dt};
+    }
+
+    // Longest time without a newly decoded frame in [from, to] (ms).
+    longestFreeze(name, from, to = Date.now()) {
+        const a = this.samples.get(name).filter((s) => s.t >= from && s.t <= to);
+        let longest = 0;
+        let lastChange = a.length ? a[0].t : from;
+        for (let i = 1; i < a.length; i++) {
+            if (a[i].framesDecoded > a[i - 1].framesDecoded) {
+                longest = Math.max(longest, a[i].t - lastChange);
+                lastChange = a[i].t;
+            }
+        }
+        return Math.max(longest, (a.length ? a.at(-1).t : to) - lastChange);
+    }
+
+    // Frames decoded and kbit/s per 500 ms from `from` on, relative to `from` ("+t s: frames kbit").
+    timeline(name, from) {
+        const a = this.samples.get(name).filter((s) => s.t >= from);
+        const out = [];
+        let prev = a[0];
+        for (const s of a) {
+            if (s.t - prev.t < 500) continue;
+            out.push(`+${((s.t - from) / 1000).toFixed(1)}: ${s.framesDecoded - prev.framesDecoded} f ${Math.round((s.bytesReceived - prev.bytesReceived) * 8 / (s.t - prev.t))} k lost ${s.packetsLost - prev.packetsLost} nack ${s.nackCount - prev.nackCount} rtx ${s.retransmittedPacketsReceived - prev.retransmittedPacketsReceived} pk ${s.packetsReceived - prev.packetsReceived}`);
+            prev = s;
+        }
+        return out;
+    }
+
+    // The lowest frame rate over 2 s windows ending in [from, to].
+    minFps(name, from, to = Date.now()) {
+        const a = this.samples.get(name);
+        let min = Infinity;
+        for (const s of a) {
+            if (s.t < from + 2000 || s.t > to) continue;
+            const first = a.find((x) => x.t >= s.t - 2000);
+            min = Math.min(min, (s.framesDecoded - first.framesDecoded) * 1000 / Math.max(1, s.t - first.t));
+        }
+        return min;
+    }
+}
+
+// Waits until `cond()` has held on every poll for `holdMs`.
+async function waitSustained(ms, holdMs, what, cond) {
+    let since = null;
+    return waitFor(ms, what, () => {
+        S.parts.forEach((p) => p.assertAlive());
+        if (!cond()) {
+            since = null;
+            return false;
+        }
+        since = since || Date.now();
+        return Date.now() - since >= holdMs ? since : false;
+    }, 100);
+}
+
+// rtcd's log lines about `p`'s simulcast layer, with their times (ms since the epoch).
+function layerLog(p, message) {
+    return rtcdLogLines((l) => l.includes(message) && l.includes(p.sessionID)).map((l) => ({
+        t: Date.parse(l.split(/\s+/)[0]),
+        layer: (/layer="?(\w)"?/.exec(l) || [])[1],
+        line: logMessage(l),
+    }));
+}
+
+async function shareScreen(p, o) {
+    const info = await p.eval((x) => window.e2e.prepareScreen(x), o);
+    S.plugin.rtc(p.sessionID, RTC.SCREEN_ON, JSON.stringify({screenStreamID: info.streamID}));
+    await p.eval(() => window.e2e.startScreen());
+    summary.screen = info;
+    return `stream ${info.streamID} ${info.settings.width}x${info.settings.height} via ${info.source}`;
+}
+
+const fmtRate = (r) => `${r.fps.toFixed(1)} fps, ${Math.round(r.kbps)} kbit/s`;
+
+// A shares its screen with simulcast (l: 5 fps / 0.5 Mbit/s, h: 15 fps / 2.5 Mbit/s); B's
+// downlink is limited with tc until B is on l for a while, then lifted; C is never limited.
+async function scenarioSimulcast() {
+    await setup();
+    await joinAll();
+    const [A, B, C] = S.parts;
+    const viewers = [B, C];
+    await check('screen-share-A', () => shareScreen(A, {noise: true}));
+    await check('screen-A-decoded', () => expectVideo(A, viewers, 15000));
+    const tracker = new VideoTracker(viewers);
+    cleanups.push(() => tracker.stop());
+    const onH = (n) => tracker.rate(n).fps >= 10;
+    const onL = (n) => {
+        const r = tracker.rate(n);
+        return r.fps >= 2 && r.fps <= 7.5;
+    };
+    const rates = () => viewers.map((v) => `${v.name} ${fmtRate(tracker.rate(v.name))}`).join(', ');
+    summary.simulcast = {limitKbit: LIMIT_KBIT};
+    const tStart = Date.now();
+    await check('viewers-on-h', async () => {
+        const at = await waitSustained(30000, 2000, () => `not both on h (>= 10 fps) within 30 s: ${rates()}`, () => onH('B') && onH('C'));
+        return `both >= 10 fps from +${((at - tStart) / 1000).toFixed(1)} s: ${rates()}`;
+    });
+    const port = (await B.stats()).selectedPair.local.port;
+    const tLimit = Date.now();
+    cleanups.push(async () => {
+        S.lastMetrics = await scrapeMetrics().catch(() => null);
+    });
+    cleanups.push(() => { // B's frames and layer switches around the limit, also after a failure
+        summary.simulcast.timeline = tracker.timeline('B', tLimit - 2000);
+        summary.simulcast.metrics = S.lastMetrics;
+        summary.simulcast.layerLog = layerLog(B, 'simulcast').map((x) => `+${((x.t - tLimit) / 1000).toFixed(2)} s ${x.line} ${x.layer}`);
+    });
+    const lift = limitPort(port, LIMIT_KBIT);
+    progress(`B's downlink (UDP to 127.0.0.1:${port}) limited to ${LIMIT_KBIT} kbit/s`);
+    const limited = await check('limited-viewer-moves-to-l', async () => {
+        const at = await waitSustained(25000, 2000, () => `B not on l (2..7.5 fps) within 25 s of the limit: ${rates()}`, () => onL('B'));
+        const target = layerLog(B, 'receiver target layer').filter((x) => x.t >= tLimit && x.layer === 'l')[0];
+        const fwd = layerLog(B, 'simulcast: forwarding layer').filter((x) => x.t >= tLimit && x.layer === 'l')[0];
+        const d = {
+            targetLMs: target ? target.t - tLimit : null,
+            switchLMs: fwd ? fwd.t - tLimit : null,
+            observedMs: at - tLimit,
+            freezeMs: tracker.longestFreeze('B', tLimit),
+            rates: rates(),
+        };
+        if (!fwd) throw new CheckFailed(`B's frame rate fell but rtcd logged no switch to l: ${JSON.stringify(d)}`);
+        return d;
+    });
+    summary.simulcast.down = limited;
+    // Stay limited until 8 s after the switch (before the 10 s upgrade back-off runs out: without
+    // bandwidth probing a retry of h is a guess, see the note in docs): B stays on l, C on h.
+    await sleep(Math.max(2000, 8000 - (Date.now() - tLimit - limited.switchLMs)));
+    await check('limited-viewer-stays-on-l', async () => {
+        const from = tLimit + limited.observedMs;
+        const maxFps = Math.max(...tracker.samples.get('B').filter((x) => x.t >= from + 2000).map((x) => tracker.rate('B').fps), 0);
+        const ups = layerLog(B, 'simulcast: forwarding layer').filter((x) => x.t >= from && x.layer === 'h');
+        if (ups.length) throw new CheckFailed(`B was switched back to h while limited: ${ups.map((x) => x.line).join(' | ')}`);
+        if (!onL('B')) throw new CheckFailed(`B not on l while limited: ${rates()}`);
+        return `${rates()}; limited for ${((Date.now() - tLimit) / 1000).toFixed(1)} s`;
+    });
+    const tLift = Date.now();
+    lift();
+    progress(`B's downlink limit lifted`);
+    const up = await check('lifted-viewer-returns-to-h', async () => {
+        const at = await waitSustained(30000, 2000, () => `B not back on h (>= 10 fps) within 30 s of the lift: ${rates()}`, () => onH('B'));
+        const fwd = layerLog(B, 'simulcast: forwarding layer').filter((x) => x.t >= tLift && x.layer === 'h')[0];
+        const target = layerLog(B, 'receiver target layer').filter((x) => x.t >= tLift && x.layer === 'h')[0];
+        const lowKbps = limited.rates;
+        return {
+            targetHMs: target ? target.t - tLift : null,
+            switchHMs: fwd ? fwd.t - tLift : null,
+            observedMs: at - tLift,
+            freezeMs: tracker.longestFreeze('B', tLift),
+            rates: rates(),
+            whileLimited: lowKbps,
+        };
+    });
+    summary.simulcast.up = up;
+    await check('unlimited-viewer-stays-on-h', async () => {
+        const switches = layerLog(C, 'simulcast: forwarding layer').filter((x) => x.t >= tLimit && x.layer === 'l');
+        const minFps = tracker.minFps('C', tLimit);
+        const freeze = tracker.longestFreeze('C', tLimit);
+        if (switches.length) throw new CheckFailed(`C was switched to l: ${switches.map((x) => x.line).join(' | ')}`);
+        if (minFps < 8) throw new CheckFailed(`C's frame rate fell to ${minFps.toFixed(1)} fps`);
+        return {minFps: Number(minFps.toFixed(1)), freezeMs: freeze};
+    });
+    await check('decoding-continuity', async () => {
+        const d = {
+            B: {onsetMs: tracker.longestFreeze('B', tLimit, tLimit + limited.observedMs), limitedMs: tracker.longestFreeze('B', tLimit + limited.observedMs, tLift), liftedMs: tracker.longestFreeze('B', tLift)},
+            C: tracker.longestFreeze('C', tStart),
+        };
+        summary.simulcast.freezes = d;
+        if (d.B.limitedMs > 1500 || d.B.liftedMs > 1500 || d.C > 1500) throw new CheckFailed(`a freeze longer than 1.5 s: ${JSON.stringify(d)}`);
+        return d;
+    });
+    await tracker.stop();
+    for (const p of S.parts) await check(`leave-${p.name}`, () => leaveParticipant(p));
+}
+
+// Prometheus text → {name: value} for the counters and histogram counts we look at.
+async function scrapeMetrics() {
+    const res = await fetch(`${summary.rtcd.url}/metrics`);
+    const text = await res.text();
+    const out = {};
+    for (const line of text.split('\n')) {
+        const m = /^(rtcd_rtc_(?:retransmissions_refused_total|nacks_received_total|nacks_sent_total|retransmitted_packets_total|keyframe_wait_seconds_count|keyframe_wait_seconds_sum))\s+(\S+)/.exec(line);
+        if (m) out[m[1]] = Number(m[2]);
+    }
+    return out;
+}
+
+async function callStats() {
+    const res = await fetch(`${summary.rtcd.url}/calls/${summary.callID}/stats`, {headers: {Authorization: S.plugin.basic()}});
+    if (res.status !== 200) throw new CheckFailed(`GET /calls/{id}/stats: HTTP ${res.status}`);
+    return res.json();
+}
+
+const delta = (a, b, k) => (b[k] || 0) - (a[k] || 0);
+
+// A speaks and shares its screen; LOSS_PERCENT % of the packets to B and from A are dropped for
+// 12 s: audio and video keep flowing, NACKs and retransmissions rise and the call's quality
+// stats show the loss; then the loss is removed and they settle.
+async function scenarioLoss() {
+    await setup();
+    await joinAll();
+    const [A, B, C] = S.parts;
+    const viewers = [B, C];
+    await check('unmute-A', () => unmuteBrowser(A));
+    await check('screen-share-A', () => shareScreen(A, {allowCanvas: true, forceCanvas: true}));
+    await check('media-A-received', async () => ({audio: await expectAudio(A, viewers, 15000), video: await expectVideo(A, viewers, 15000)}));
+    const tracker = new VideoTracker(viewers);
+    cleanups.push(() => tracker.stop());
+    await sleep(3000);
+    const sfuPort = summary.rtcd.icePortUDP;
+    const portA = (await A.stats()).selectedPair.local.port;
+    const portB = (await B.stats()).selectedPair.local.port;
+    const m0 = await scrapeMetrics();
+    const [a0, b0] = [await A.stats(), await B.stats()];
+    const tLoss = Date.now();
+    const restore = dropRandomly([[sfuPort, portB], [portA, sfuPort]], LOSS_PERCENT);
+    progress(`dropping ${LOSS_PERCENT} % of UDP packets rtcd -> B (:${portB}) and A (:${portA}) -> rtcd`);
+    summary.loss = {percent: LOSS_PERCENT};
+    const reported = await check('quality-stats-report-the-loss', async () => {
+        let last = null;
+        await waitFor(15000, () => `GET /calls/{id}/stats did not show the loss within 15 s: ${JSON.stringify(last)}`, async () => {
+            last = await callStats();
+            return last.loss_ratio.max >= LOSS_PERCENT / 200 && last.remote_loss_ratio.max >= LOSS_PERCENT / 200;
+        }, 500);
+        return {afterMs: Date.now() - tLoss, lossRatioMax: last.loss_ratio.max, remoteLossRatioMax: last.remote_loss_ratio.max, nacksReceived: last.nacks_received, retransmitted: last.retransmitted_packets};
+    });
+    summary.loss.reported = reported;
+    await sleep(Math.max(0, 12000 - (Date.now() - tLoss)));
+    const m1 = await scrapeMetrics();
+    const [a1, b1] = [await A.stats(), await B.stats()];
+    await check('media-continues-under-loss', async () => {
+        const audio = sum(inboundFrom(b1, 'audio', A), (x) => x.packetsReceived) - sum(inboundFrom(b0, 'audio', A), (x) => x.packetsReceived);
+        const outA = (st) => (st.outbound || []).filter((o) => o.kind === 'video');
+        const d = {aNacksReceived: sum(outA(a1), (x) => x.nackCount) - sum(outA(a0), (x) => x.nackCount), aRetransmitted: sum(outA(a1), (x) => x.retransmittedPacketsSent) - sum(outA(a0), (x) => x.retransmittedPacketsSent), rtcdNacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total'), audioPacketsAtB: audio, fpsB: Number(tracker.minFps('B', tLoss).toFixed(1)), fpsC: Number(tracker.minFps('C', tLoss).toFixed(1)), freezeB: tracker.longestFreeze('B', tLoss), freezeC: tracker.longestFreeze('C', tLoss)};
+        if (audio < 300) throw new CheckFailed(`B got only ${audio} audio packets in 12 s: ${JSON.stringify(d)}`);
+        if (d.fpsB < 3 || d.fpsC < 3) throw new CheckFailed(`video stalled: ${JSON.stringify(d)}`);
+        return d;
+    });
+    await check('retransmissions-rise', async () => {
+        const vb0 = inboundFrom(b0, 'video', A);
+        const vb1 = inboundFrom(b1, 'video', A);
+        const d = {
+            rtcdNacksReceived: delta(m0, m1, 'rtcd_rtc_nacks_received_total'),
+            rtcdRetransmitted: delta(m0, m1, 'rtcd_rtc_retransmitted_packets_total'),
+            rtcdNacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total'),
+            chromiumBNacks: sum(vb1, (x) => x.nackCount) - sum(vb0, (x) => x.nackCount),
+            chromiumBRetransmittedReceived: sum(vb1, (x) => x.retransmittedPacketsReceived) - sum(vb0, (x) => x.retransmittedPacketsReceived),
+            chromiumARetransmittedSent: sum((a1.outbound || []).filter((o) => o.kind === 'video'), (x) => x.retransmittedPacketsSent) - sum((a0.outbound || []).filter((o) => o.kind === 'video'), (x) => x.retransmittedPacketsSent),
+        };
+        summary.loss.underLoss = d;
+        for (const k of ['rtcdNacksReceived', 'rtcdRetransmitted', 'rtcdNacksSent', 'chromiumBRetransmittedReceived', 'chromiumARetransmittedSent']) {
+            if (!(d[k] > 0)) throw new CheckFailed(`${k} did not rise: ${JSON.stringify(d)}`);
+        }
+        return d;
+    });
+    restore();
+    const tRestore = Date.now();
+    progress('loss removed');
+    // Counters are sampled every 5 s: skip the period that still holds lossy seconds.
+    await sleep(7000);
+    const m2 = await scrapeMetrics();
+    await sleep(6000);
+    const m3 = await scrapeMetrics();
+    await check('recovery-settles', async () => {
+        const stats = await callStats();
+        const d = {
+            nacksReceived: delta(m2, m3, 'rtcd_rtc_nacks_received_total'),
+            retransmitted: delta(m2, m3, 'rtcd_rtc_retransmitted_packets_total'),
+            nacksSent: delta(m2, m3, 'rtcd_rtc_nacks_sent_total'),
+            lossRatioMax: stats.loss_ratio.max,
+            remoteLossRatioMax: stats.remote_loss_ratio.max,
+            freezeB: tracker.longestFreeze('B', tRestore),
+            underLoss: {nacksReceived: delta(m0, m1, 'rtcd_rtc_nacks_received_total'), retransmitted: delta(m0, m1, 'rtcd_rtc_retransmitted_packets_total'), nacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total')},
+        };
+        summary.loss.settled = d;
+        if (d.nacksReceived > 3 || d.retransmitted > 10 || d.nacksSent > 3) throw new CheckFailed(`loss recovery did not settle within 13 s of removing the loss: ${JSON.stringify(d)}`);
+        if (d.lossRatioMax > 0.01 || d.remoteLossRatioMax > 0.01) throw new CheckFailed(`stats still report loss: ${JSON.stringify(d)}`);
+        return d;
+    });
+    await check('keyframe-wait', async () => {
+        const m = await scrapeMetrics();
+        const n = m.rtcd_rtc_keyframe_wait_seconds_count || 0;
+        if (!n) throw new CheckFailed('rtcd_rtc_keyframe_wait_seconds has no observation for the two screen receivers');
+        return {receivers: n, meanMs: Math.round(m.rtcd_rtc_keyframe_wait_seconds_sum * 1000 / n)};
+    });
+    await tracker.stop();
+    for (const p of S.parts) await check(`leave-${p.name}`, () => leaveParticipant(p));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Main
 
 async function finalStats() {
@@ -1433,7 +1801,7 @@ async function finalStats() {
 }
 
 async function main() {
-    const scenario = {'connect': scenarioConnect, 'three-party': scenarioThreeParty, 'aiortc-chromium': scenarioAiortcChromium}[opts.scenario];
+    const scenario = {'connect': scenarioConnect, 'three-party': scenarioThreeParty, 'aiortc-chromium': scenarioAiortcChromium, 'simulcast': scenarioSimulcast, 'loss': scenarioLoss}[opts.scenario];
     progress(`scenario ${opts.scenario}, client ${opts.client} (dcSignaling ${DC_SIGNALING}, dcLocking ${DC_LOCKING}), ${N} participants${AIORTC ? ' (A: Chromium, B: aiortc, dcSignaling false)' : ''}`);
     let timer;
     const timeout = new Promise((_, reject) => {

@@ -291,6 +291,22 @@
             return true;
         },
 
+        // Received video only, summed over inbound streams (cheap enough to poll every 100 ms).
+        async videoIn() {
+            const pc = state.peer && state.peer.pc;
+            if (!pc) return null;
+            const o = {framesDecoded: 0, bytesReceived: 0, packetsReceived: 0, packetsLost: 0, nackCount: 0, retransmittedPacketsReceived: 0, frameWidth: 0};
+            const report = await pc.getStats();
+            report.forEach((s) => {
+                if (s.type !== 'inbound-rtp' || s.kind !== 'video') return;
+                for (const k of Object.keys(o)) {
+                    if (k === 'frameWidth') o.frameWidth = Math.max(o.frameWidth, s.frameWidth || 0);
+                    else o[k] += s[k] || 0;
+                }
+            });
+            return o;
+        },
+
         async stats() {
             const peer = state.peer;
             const out = {
