@@ -245,6 +245,20 @@ mod tests {
             _ => panic!("expected a trimmed NACK"),
         }
         assert_eq!(refused.get(), 1 + 5 + 2);
+        // A storm (a full bitmap on every pair, thousands of pairs) costs only this stream's
+        // saved budget: at most MAX_SAVED packets are ever asked of the responder at once.
+        budget.streams.insert(7, MAX_SAVED);
+        let storm: Vec<(u16, u16)> = (0..4000u16).map(|i| (i.wrapping_mul(17), 0xffff)).collect();
+        let passed = match budget.trim(&nack(&storm)) {
+            Trimmed::Part(trimmed) => trimmed
+                .nacks
+                .iter()
+                .map(|p| 1 + p.lost_packets.count_ones() as usize)
+                .sum::<usize>(),
+            _ => panic!("expected a trimmed NACK"),
+        };
+        assert!(passed as f64 <= MAX_SAVED, "{passed}");
+        assert!(matches!(budget.trim(&nack(&[(1, 0)])), Trimmed::Nothing));
         // Streams that are not ours pass untouched.
         let mut other = nack(&[(1, 0xffff)]);
         other.media_ssrc = 99;
