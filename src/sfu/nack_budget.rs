@@ -3,8 +3,9 @@
 //!
 //! Owns: an interceptor between the wire and the responder that (1) trims Generic NACKs
 //! (RFC 4585) to a token budget earned by the stream's own media packets and (2) counts the
-//! NACKs and the worst receiver-report loss fraction into a [`FeedbackTally`] its session
-//! reads (the `rtc` 0.21.1 core never feeds inbound RTCP into its own statistics).
+//! NACKs, the worst receiver-report loss fraction and the congestion controller's target
+//! bitrate into a [`FeedbackTally`] its session reads (the `rtc` 0.21.1 core never feeds
+//! inbound RTCP into its own statistics, and reports the estimate only in full reports).
 //!
 //! Why the budget: Without it a
 //! receiver on a congested link asks for every packet the congestion dropped, the
@@ -20,7 +21,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
-use rtc::interceptor::{Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
@@ -38,6 +39,10 @@ pub struct FeedbackTally {
     nacks: AtomicU64,
     /// Worst `fraction lost` (1/256 units) of the receiver's reports about our streams.
     worst_fraction_lost: AtomicU32,
+    /// The congestion controller's latest target bitrate (f64 bits; 0 = none yet). It passes
+    /// this interceptor as a packet attribute, so the session reads it without building a
+    /// statistics report.
+    estimate_bits: AtomicU64,
 }
 
 impl FeedbackTally {
@@ -46,6 +51,12 @@ impl FeedbackTally {
         let nacks = self.nacks.swap(0, Ordering::Relaxed);
         let lost = self.worst_fraction_lost.swap(0, Ordering::Relaxed);
         (nacks, f64::from(lost) / 256.0)
+    }
+
+    /// The send-side bandwidth estimate, once the congestion controller has set one.
+    pub fn estimate(&self) -> Option<f64> {
+        let bits = self.estimate_bits.load(Ordering::Relaxed);
+        (bits != 0).then(|| f64::from_bits(bits))
     }
 
     fn report_loss(&self, fraction_lost: u8) {
@@ -126,6 +137,13 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        for attribute in &msg.message.attributes {
+            if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
+                self.tally
+                    .estimate_bits
+                    .store(bits_per_second.to_bits(), Ordering::Relaxed);
+            }
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
             for packet in packets {
                 let any = packet.as_any();

@@ -1825,7 +1825,7 @@ async function main() {
     summary.timings.totalMs = Date.now() - T0;
     await Promise.race([finalStats(), sleep(10000)]);
     await runCleanups();
-    if (summary.ok && summary.rtcd.dir) { // keep rtcd's config, data and log only when a check failed
+    if (summary.ok && summary.rtcd.dir && !process.env.E2E_KEEP) { // keep rtcd's config, data and log only when a check failed
         fs.rmSync(summary.rtcd.dir, {recursive: true, force: true});
         summary.rtcd.log = null;
     }
