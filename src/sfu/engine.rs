@@ -205,10 +205,6 @@ pub fn peer_connection(
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
     let registry = register_default_interceptors(Registry::new(), &mut engine)?
-        .with(
-            rtc::interceptor::Slot::from(14_000),
-            KeyframeRequestsToApp::default(),
-        )
         // Send-side bandwidth estimation from the receivers' TWCC feedback (spec media-plane
         // §3.6), used only to choose simulcast layers: no pacer, nothing is delayed or dropped.
         // It starts at the maximum and comes down on congestion (upstream started at the
@@ -230,7 +226,8 @@ pub fn peer_connection(
                 .with_max_nacks_per_packet(MAX_NACKS_PER_PACKET)
                 .build(),
         )
-        // Receivers' NACKs pass a retransmission budget before the responder sees them.
+        // Receivers' NACKs pass a retransmission budget before the responder sees them; the
+        // same interceptor hands their PLI/FIR to us (see `KeyframeRequestsToApp`).
         .with(
             rtc::interceptor::Slot::from(3_500),
             super::nack_budget::NackBudget::new(refused_retransmissions, feedback),
@@ -279,9 +276,21 @@ pub fn peer_connection(
         .build(now)
 }
 
-/// Interceptor that hands inbound RTCP carrying PLI/FIR to the application (the library drops
-/// inbound RTCP before `poll_read` unless it is tagged), so receivers' keyframe requests can be
-/// relayed to publishers.
+/// Tags inbound RTCP carrying PLI/FIR for the application: the library drops inbound RTCP
+/// before `poll_read` unless it is tagged, and receivers' keyframe requests must reach us to
+/// be relayed to publishers.
+pub fn deliver_keyframe_requests(msg: &mut TaggedPacket) {
+    if let Packet::Rtcp(packets) = &msg.message.packet
+        && packets.iter().any(|p| {
+            p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
+        })
+    {
+        msg.message.add(Attribute::DeliverToApplication);
+    }
+}
+
+/// Interceptor that only does [`deliver_keyframe_requests`], for peers without our feedback
+/// interceptor (the load tool's sharers answer PLI with a keyframe).
 #[derive(Default)]
 pub struct KeyframeRequestsToApp {
     reads: VecDeque<TaggedPacket>,
@@ -296,13 +305,7 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequestsT
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
-        if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| {
-                p.as_any().is::<PictureLossIndication>() || p.as_any().is::<FullIntraRequest>()
-            })
-        {
-            msg.message.add(Attribute::DeliverToApplication);
-        }
+        deliver_keyframe_requests(&mut msg);
         self.reads.push_back(msg);
         Ok(())
     }

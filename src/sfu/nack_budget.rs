@@ -1,7 +1,8 @@
 //! Receivers' RTCP feedback before the core's NACK responder sees it: a retransmission budget
 //! per outgoing stream, and tallies of what receivers report.
 //!
-//! Owns: an interceptor between the wire and the responder that (1) trims Generic NACKs
+//! Owns: an interceptor between the wire and the responder that (0) hands PLI/FIR to the
+//! application (`engine::deliver_keyframe_requests`), (1) trims Generic NACKs
 //! (RFC 4585) to a token budget earned by the stream's own media packets and (2) counts the
 //! NACKs, the worst receiver-report loss fraction and the congestion controller's target
 //! bitrate into a [`FeedbackTally`] its session reads (the `rtc` 0.21.1 core never feeds
@@ -137,6 +138,7 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        super::engine::deliver_keyframe_requests(&mut msg);
         for attribute in &msg.message.attributes {
             if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
                 self.tally

@@ -103,12 +103,16 @@
     }
 
     // Fallback "screen": a canvas animated with a timer (headless rAF can be throttled).
-    function canvasScreen() {
+    function pageCanvas(width, height) {
         const c = document.createElement('canvas');
-        c.width = 1280;
-        c.height = 720;
+        c.width = width;
+        c.height = height;
         document.body.appendChild(c);
-        const g = c.getContext('2d');
+        return [c, c.getContext('2d')];
+    }
+
+    function canvasScreen() {
+        const [c, g] = pageCanvas(1280, 720);
         let n = 0;
         setInterval(() => {
             n++;
@@ -126,11 +130,7 @@
     // the simulcast layers differ clearly in bitrate (l ~0.5 Mbit/s, h ~2.5 Mbit/s) and frame
     // rate (5 vs 15 fps).
     function noiseScreen() {
-        const c = document.createElement('canvas');
-        c.width = 640;
-        c.height = 360;
-        document.body.appendChild(c);
-        const g = c.getContext('2d');
+        const [c, g] = pageCanvas(640, 360);
         const frames = [];
         for (let k = 0; k < 8; k++) {
             const img = g.createImageData(320, 180);
