@@ -49,11 +49,22 @@ pub fn bounded<T>(capacity: usize) -> (WorkerQueue<T>, WorkerInbox<T>) {
 impl<T> WorkerQueue<T> {
     /// Queues `item` without blocking and wakes the worker.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
-        self.tx.try_send(item)?;
+        self.try_send_quietly(item)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Queues `item` without waking the worker: a producer that queues a batch calls
+    /// [`wake`](Self::wake) once after it, so the worker wakes once for the whole batch.
+    pub fn try_send_quietly(&self, item: T) -> Result<(), TrySendError<T>> {
+        self.tx.try_send(item)
+    }
+
+    /// Wakes the worker (a no-op beyond one atomic if it is running).
+    pub fn wake(&self) {
         if let Some(thread) = self.consumer.get() {
             thread.unpark();
         }
-        Ok(())
     }
 
     /// Queues `item`, retrying for up to `patience` while the queue is full.

@@ -298,6 +298,9 @@ fn run_udp_receiver(
     let mut batch = RecvBatch::new();
     let mut dropped: u64 = 0;
     while !stopping.load(Ordering::Relaxed) {
+        // Workers that got datagrams of this batch, woken once after it (bit per worker;
+        // workers past 64 are woken per datagram).
+        let mut to_wake: u64 = 0;
         let result = batch.recv(socket, |peer, data| {
             let worker = match stun::local_ufrag(&data).and_then(worker_of_ufrag) {
                 Some(worker) if worker < workers.len() => {
@@ -324,11 +327,22 @@ fn run_udp_receiver(
                 protocol: Protocol::Udp,
                 data,
             };
-            if let Err(TrySendError::Full(_)) = workers[worker].try_send(Input::Datagram(datagram))
-            {
+            let queue = &workers[worker];
+            let sent = if worker < 64 {
+                to_wake |= 1 << worker;
+                queue.try_send_quietly(Input::Datagram(datagram))
+            } else {
+                queue.try_send(Input::Datagram(datagram))
+            };
+            if let Err(TrySendError::Full(_)) = sent {
                 dropped += 1;
             }
         });
+        while to_wake != 0 {
+            let worker = to_wake.trailing_zeros() as usize;
+            workers[worker].wake();
+            to_wake &= to_wake - 1;
+        }
         match result {
             Ok(_) => {}
             Err(e)
