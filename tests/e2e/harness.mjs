@@ -1489,6 +1489,13 @@ class VideoTracker {
         return out;
     }
 
+    // Frames decoded per second from `from` to the last sample.
+    meanFps(name, from) {
+        const a = this.samples.get(name).filter((x) => x.t >= from);
+        if (a.length < 2) return 0;
+        return (a.at(-1).framesDecoded - a[0].framesDecoded) * 1000 / Math.max(1, a.at(-1).t - a[0].t);
+    }
+
     // The lowest frame rate over 2 s windows ending in [from, to].
     minFps(name, from, to = Date.now()) {
         const a = this.samples.get(name);
@@ -1693,9 +1700,11 @@ async function scenarioLoss() {
     await check('media-continues-under-loss', async () => {
         const audio = sum(inboundFrom(b1, 'audio', A), (x) => x.packetsReceived) - sum(inboundFrom(b0, 'audio', A), (x) => x.packetsReceived);
         const outA = (st) => (st.outbound || []).filter((o) => o.kind === 'video');
-        const d = {aNacksReceived: sum(outA(a1), (x) => x.nackCount) - sum(outA(a0), (x) => x.nackCount), aRetransmitted: sum(outA(a1), (x) => x.retransmittedPacketsSent) - sum(outA(a0), (x) => x.retransmittedPacketsSent), rtcdNacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total'), audioPacketsAtB: audio, fpsB: Number(tracker.minFps('B', tLoss).toFixed(1)), fpsC: Number(tracker.minFps('C', tLoss).toFixed(1)), freezeB: tracker.longestFreeze('B', tLoss), freezeC: tracker.longestFreeze('C', tLoss)};
+        const d = {aNacksReceived: sum(outA(a1), (x) => x.nackCount) - sum(outA(a0), (x) => x.nackCount), aRetransmitted: sum(outA(a1), (x) => x.retransmittedPacketsSent) - sum(outA(a0), (x) => x.retransmittedPacketsSent), rtcdNacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total'), audioPacketsAtB: audio, meanFpsB: Number(tracker.meanFps('B', tLoss).toFixed(1)), meanFpsC: Number(tracker.meanFps('C', tLoss).toFixed(1)), minFpsB: Number(tracker.minFps('B', tLoss).toFixed(1)), minFpsC: Number(tracker.minFps('C', tLoss).toFixed(1)), freezeB: tracker.longestFreeze('B', tLoss), freezeC: tracker.longestFreeze('C', tLoss)};
         if (audio < 300) throw new CheckFailed(`B got only ${audio} audio packets in 12 s: ${JSON.stringify(d)}`);
-        if (d.fpsB < 3 || d.fpsC < 3) throw new CheckFailed(`video stalled: ${JSON.stringify(d)}`);
+        // Random loss costs a frame now and then (a lost keyframe waits for the next one):
+        // video must keep coming, not be perfect.
+        if (d.meanFpsB < 5 || d.meanFpsC < 5 || d.freezeB > 2500 || d.freezeC > 2500) throw new CheckFailed(`video stalled: ${JSON.stringify(d)}`);
         return d;
     });
     await check('retransmissions-rise', async () => {
