@@ -174,11 +174,6 @@ pub const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
 /// A stream needs this many packets in a sampling period for its loss ratio to count.
 const MIN_PACKETS_FOR_LOSS: f64 = 20.0;
 
-/// The running NACK total of the last sample (0 before the first).
-fn previous_nacks(previous: &Option<QualityCounters>) -> u64 {
-    previous.map_or(0, |p| p.nacks_received)
-}
-
 /// Records the time a receiver waited for the first keyframe of a leg.
 fn first_keyframe(metrics: &Metrics, session_id: &str, leg: &Leg, now: Instant) {
     let waited = now.duration_since(leg.added_at);
@@ -302,7 +297,6 @@ struct QualityCounters {
     at: Instant,
     bytes_received: u64,
     bytes_sent: u64,
-    nacks_received: u64,
     nacks_sent: u64,
     retransmitted_packets: u64,
 }
@@ -407,7 +401,6 @@ impl Session {
             at: now,
             bytes_received: 0,
             bytes_sent: 0,
-            nacks_received: 0,
             nacks_sent: 0,
             retransmitted_packets: 0,
         };
@@ -447,7 +440,6 @@ impl Session {
         // The core's statistics never see inbound RTCP: NACKs and receiver-report loss come
         // from our feedback interceptor, per period.
         let (nacks_received, remote_loss) = self.feedback.take();
-        counters.nacks_received = previous_nacks(&self.quality_counters) + nacks_received;
         let rtt = report
             .candidate_pairs()
             .filter(|p| p.nominated && p.current_round_trip_time > 0.0)
@@ -470,9 +462,8 @@ impl Session {
             send_bps: counters.bytes_sent.saturating_sub(previous.bytes_sent) as f64 * 8.0
                 / seconds,
             remote_loss_ratio: remote_loss,
-            nacks_received: counters
-                .nacks_received
-                .saturating_sub(previous.nacks_received),
+            // Already per period: the tally is taken at every sample.
+            nacks_received,
             nacks_sent: counters.nacks_sent.saturating_sub(previous.nacks_sent),
             retransmitted_packets: counters
                 .retransmitted_packets
@@ -949,11 +940,12 @@ impl Session {
                 descriptor.as_ref(),
                 keyframe,
             );
-            if before.is_none() && switcher.current().is_some() {
+            let after = switcher.current();
+            if before.is_none() && after.is_some() {
                 first_keyframe(&self.metrics, &self.config.session_id, leg, now);
             }
             let switcher = leg.switcher.as_mut().expect("simulcast leg");
-            if switcher.current() != before {
+            if after != before {
                 tracing::debug!(
                     session_id = %self.config.session_id,
                     publisher = %leg.track.publisher,
