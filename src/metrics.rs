@@ -52,6 +52,8 @@ pub struct QualityMetrics {
     pub retransmitted_packets: Counter,
     /// Packets clients asked for again that the retransmission budget refused.
     pub refused_retransmissions: Counter,
+    /// Forwarded audio packets the SFU encrypted and sent itself (the direct path).
+    pub direct_audio_packets: Counter,
     /// From adding a video track to a receiver to forwarding its first keyframe (seconds).
     pub keyframe_wait: Histogram,
 }
@@ -69,6 +71,7 @@ impl Default for QualityMetrics {
             nacks_sent: Counter::default(),
             retransmitted_packets: Counter::default(),
             refused_retransmissions: Counter::default(),
+            direct_audio_packets: Counter::default(),
             keyframe_wait: Histogram::new(LATENCY_BUCKETS.iter().copied()),
         }
     }
@@ -358,6 +361,11 @@ impl Metrics {
             "rtc_retransmitted_packets",
             "Packets retransmitted to clients (RTX) in answer to their NACKs",
             quality.retransmitted_packets.clone(),
+        );
+        registry.register(
+            "rtc_direct_audio_packets",
+            "Forwarded audio packets the SFU encrypted and sent itself rather than through the WebRTC core (counted per session every quality sample and at its end)",
+            quality.direct_audio_packets.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
         Self {

@@ -126,6 +126,30 @@ async fn voice_reaches_the_other_participant() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
+
+    // The voice went out on the direct path (the session's own SRTP, not the core's write
+    // path): counted at the sessions' next quality sample (every 5 s).
+    let mut direct = 0;
+    for _ in 0..40 {
+        let metrics = plugin
+            .request(hyper::Method::GET, "/metrics", None, None)
+            .await
+            .unwrap()
+            .text();
+        direct = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("rtcd_rtc_direct_audio_packets_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if direct >= 50 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        direct >= 50,
+        "only {direct} packets on the direct audio path"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,8 @@ use super::LoadError;
 use super::peer::{AUDIO_INTERVAL, AUDIO_PAYLOAD, PeerStatus, VIDEO_PAYLOAD};
 use super::report::{self, CpuProbe, RunFacts, Summary};
 use super::scenario::Scenario;
-use super::srtp_gcm::SrtpGcm;
 use crate::net::batch::{BATCH, RecvBatch, SLOT, SendBatch};
+use crate::sfu::srtp_gcm::SrtpGcm;
 
 /// Name of the forwarding thread (what the CPU accounting reads).
 pub const FORWARDER_THREAD: &str = "floor-fwd";
@@ -61,7 +61,7 @@ fn forward(socket: &UdpSocket, tables: &Tables, stop: &AtomicBool) {
             let Some(route) = tables.routes.get(&peer) else {
                 return;
             };
-            let Some(plain) = route.from.unprotect(&mut data) else {
+            let Some(plain) = route.from.unprotect(&mut data, 0) else {
                 return;
             };
             for receiver in &tables.calls[route.call] {
@@ -73,7 +73,7 @@ fn forward(socket: &UdpSocket, tables: &Tables, stop: &AtomicBool) {
                 }
                 let slot = &mut out[queued.len() * SLOT..(queued.len() + 1) * SLOT];
                 slot[..plain].copy_from_slice(&data[..plain]);
-                if let Some(len) = receiver.to.protect(slot, plain) {
+                if let Some(len) = receiver.to.protect(slot, plain, 0) {
                     queued.push((receiver.addr, len));
                 }
             }
@@ -233,7 +233,7 @@ async fn participant_loop(
         out[4..8].copy_from_slice(&((sent_us * 48 / 1_000) as u32).to_be_bytes());
         out[8..12].copy_from_slice(&ssrc.to_be_bytes());
         out[12 + size - 8..12 + size].copy_from_slice(&sent_us.to_be_bytes());
-        participant.send.protect(out, 12 + size)
+        participant.send.protect(out, 12 + size, 0)
     };
     loop {
         tokio::select! {
@@ -254,7 +254,7 @@ async fn participant_loop(
             }
             received = participant.socket.recv_from(&mut buf) => {
                 let Ok((len, _)) = received else { continue };
-                let Some(plain) = participant.receive.unprotect(&mut buf[..len]) else { continue };
+                let Some(plain) = participant.receive.unprotect(&mut buf[..len], 0) else { continue };
                 let mut bytes = &buf[..plain];
                 let Ok(packet) = <rtc::rtp::packet::Packet as rtc::shared::marshal::Unmarshal>::unmarshal(&mut bytes) else { continue };
                 let now_us = epoch.elapsed().as_micros() as u64;

@@ -4,14 +4,13 @@
 //!
 //! Owns: scenario planning and validation (`scenario`), the plugin connection and routing of
 //! signaling to peers (here), the peers (`peer`), receive statistics (`stats`), CPU/memory
-//! accounting (`cpu`), the floor (`floor`, `srtp_gcm`) and the printed/JSON summary (`report`).
+//! accounting (`cpu`), the floor (`floor`, with the SFU's `srtp_gcm`) and the printed/JSON summary (`report`).
 
 pub mod cpu;
 pub mod floor;
 pub mod peer;
 pub mod report;
 pub mod scenario;
-pub mod srtp_gcm;
 pub mod stats;
 
 use std::collections::HashMap;

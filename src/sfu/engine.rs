@@ -195,12 +195,14 @@ fn thread_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
 }
 
 /// Builds a session's peer connection with our ICE credentials. Gathering is ours: the
-/// caller adds the advertised host candidates.
+/// caller adds the advertised host candidates. `keys` learns the connection's outbound SRTP
+/// keys.
 pub fn peer_connection(
     ufrag: &str,
     pwd: &str,
     refused_retransmissions: prometheus_client::metrics::counter::Counter,
     feedback: std::sync::Arc<super::nack_budget::FeedbackTally>,
+    keys: std::sync::Arc<super::srtp_keys::KeyCapture>,
     now: Instant,
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
@@ -263,6 +265,9 @@ pub fn peer_connection(
             Some(Duration::from_secs(25)),
             Some(Duration::from_secs(2)),
         )
+        // Our own provider for this connection only, to learn the local SRTP keys the direct
+        // audio path encrypts with (see `srtp_keys`).
+        .with_crypto_provider(keys)
         .build();
     RTCPeerConnectionBuilder::new()
         .with_configuration(

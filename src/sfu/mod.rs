@@ -4,12 +4,15 @@
 
 pub mod av1;
 pub mod dc_protocol;
+pub mod direct_rtp;
 pub mod engine;
 pub mod nack_budget;
 pub mod offer_filter;
 pub mod relay;
 pub mod session;
 pub mod simulcast;
+pub mod srtp_gcm;
+pub mod srtp_keys;
 pub mod tracks;
 pub mod vad;
 pub mod vp8;

@@ -36,9 +36,12 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use super::dc_protocol::{self, ClientDcMessage, MediaMapEntry};
+use super::direct_rtp::{AudioHeader, DirectSender, Route};
 use super::engine;
 use super::relay::{Relay, RelayEvent, RelayTransport};
 use super::simulcast::{Layer, LayerSwitcher, Verdict};
+use super::srtp_gcm::Rollover;
+use super::srtp_keys::KeyCapture;
 use super::tracks::{self, PublishedTrack, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind, SessionQuality};
@@ -77,12 +80,16 @@ impl From<TaggedBytesMut> for Transmit {
         Self {
             local: transmit.transport.local_addr,
             peer: transmit.transport.peer_addr,
-            protocol: match transmit.transport.transport_protocol {
-                TransportProtocol::TCP => Protocol::Tcp,
-                _ => Protocol::Udp,
-            },
+            protocol: protocol_of(&transmit.transport),
             data: transmit.message,
         }
+    }
+}
+
+fn protocol_of(transport: &TransportContext) -> Protocol {
+    match transport.transport_protocol {
+        TransportProtocol::TCP => Protocol::Tcp,
+        _ => Protocol::Udp,
     }
 }
 
@@ -166,6 +173,11 @@ struct Leg {
     /// could not decode it); meanwhile keyframes are asked for every [`KEYFRAME_RETRY`].
     /// Holds the last request.
     awaiting_keyframe: Option<Instant>,
+    /// Audio legs are sent by the session itself once the SRTP keys are known (see
+    /// `direct_rtp`); the core sends video.
+    direct: bool,
+    /// Rollover counter of the leg's SSRC on the direct path.
+    rollover: Rollover,
 }
 
 /// How long a receiver waits between keyframe requests while it has none.
@@ -277,6 +289,18 @@ pub struct Session {
     estimate_due: Instant,
     /// Relay candidates allocated before the first answer (trickled right after it).
     pending_relay_candidates: Vec<String>,
+    /// Learns the connection's outbound SRTP keys from the core.
+    srtp_keys: Arc<KeyCapture>,
+    /// The direct audio path, once the keys are known (AES-128-GCM sessions without
+    /// SFU-side TURN relays).
+    direct: Option<DirectSender>,
+    /// Where the core last sent DTLS or SRTP: the selected candidate pair.
+    media_route: Option<Route>,
+    /// Payload bytes sent on the direct path (the core's statistics do not see them).
+    direct_bytes_sent: u64,
+    /// Packets sent on the direct path, and how many of them the metrics have.
+    direct_packets: u64,
+    direct_packets_reported: u64,
 }
 
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
@@ -316,11 +340,13 @@ impl Session {
         now: Instant,
     ) -> Result<Self, SessionError> {
         let feedback = Arc::<super::nack_budget::FeedbackTally>::default();
+        let srtp_keys = KeyCapture::new().map_err(|e| SessionError::Rtc(e.to_string()))?;
         let pc = engine::peer_connection(
             &ufrag,
             pwd,
             metrics.quality.refused_retransmissions.clone(),
             feedback.clone(),
+            srtp_keys.clone(),
             now,
         )?;
         let relays = relays
@@ -369,6 +395,12 @@ impl Session {
             stream_counters: HashMap::default(),
             feedback,
             estimate_due: now + ESTIMATE_PERIOD,
+            srtp_keys,
+            direct: None,
+            media_route: None,
+            direct_bytes_sent: 0,
+            direct_packets: 0,
+            direct_packets_reported: 0,
         })
     }
 
@@ -437,6 +469,8 @@ impl Session {
             counters.bytes_sent += stream.sent_rtp_stream_stats.bytes_sent;
             counters.retransmitted_packets += stream.retransmitted_packets_sent;
         }
+        // Forwarded audio bypasses the core (`direct_rtp`): its statistics miss those bytes.
+        counters.bytes_sent += self.direct_bytes_sent;
         // The core's statistics never see inbound RTCP: NACKs and receiver-report loss come
         // from our feedback interceptor, per period.
         let (nacks_received, remote_loss) = self.feedback.take();
@@ -483,6 +517,7 @@ impl Session {
         histograms
             .retransmitted_packets
             .inc_by(quality.retransmitted_packets);
+        self.report_direct_packets();
         out.events.push(MediaEvent::Quality {
             session_id: self.config.session_id.clone(),
             quality,
@@ -685,6 +720,8 @@ impl Session {
                         added_at: now,
                         awaiting_keyframe: (!track.simulcast && detects_keyframes(&track.mime))
                             .then_some(now),
+                        direct: is_audio,
+                        rollover: Rollover::default(),
                     },
                 );
                 self.negotiate(now, out);
@@ -894,10 +931,37 @@ impl Session {
         let Some(payload_type) = leg.payload_type else {
             return; // not negotiated yet
         };
+        let source = &inbound.packet.header;
+        if leg.direct {
+            if self.direct.is_none() && self.relays.is_empty() {
+                self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
+            }
+            if let (Some(direct), Some(route)) = (&self.direct, self.media_route) {
+                let header = AudioHeader {
+                    marker: source.marker,
+                    payload_type,
+                    sequence_number: source.sequence_number,
+                    timestamp: source.timestamp,
+                    ssrc: leg.ssrc,
+                    audio_level: leg.audio_level_ext.zip(inbound.audio_level),
+                };
+                let payload = &inbound.packet.payload;
+                if let Some(data) = direct.seal(&header, payload, &mut leg.rollover) {
+                    self.direct_bytes_sent += payload.len() as u64;
+                    self.direct_packets += 1;
+                    out.transmits.push(Transmit {
+                        local: route.local,
+                        peer: route.peer,
+                        protocol: route.protocol,
+                        data,
+                    });
+                }
+                return;
+            }
+        }
         // The library takes the packet by value: a fresh header (no CSRC/extension vectors
         // to copy) sharing the payload. Extension IDs are per leg: the inbound ones are
         // dropped and the audio level re-added with this receiver's ID (for level meters).
-        let source = &inbound.packet.header;
         let mut packet = rtc::rtp::packet::Packet {
             header: rtc::rtp::header::Header {
                 version: source.version,
@@ -1042,6 +1106,7 @@ impl Session {
         for (_, leg) in std::mem::take(&mut self.legs) {
             self.track_gauge(Direction::Out, &leg.track.mime, -1);
         }
+        self.report_direct_packets();
     }
 
     fn close_with(&mut self, reason: CloseReason, out: &mut Outputs) {
@@ -1459,7 +1524,30 @@ impl Session {
             return self.drain(now, out);
         }
         while let Some(transmit) = self.pc.poll_write() {
+            self.note_route(&transmit);
             out.transmits.push(Transmit::from(transmit));
+        }
+    }
+
+    /// Adds the direct path's packets since the last report to the metrics (per sample, not
+    /// per packet: a shared counter per copy would bounce its cache line between workers).
+    fn report_direct_packets(&mut self) {
+        let metrics = &self.metrics.quality.direct_audio_packets;
+        metrics.inc_by(self.direct_packets - self.direct_packets_reported);
+        self.direct_packets_reported = self.direct_packets;
+    }
+
+    /// Remembers where the core sends DTLS and SRTP/SRTCP (RFC 7983 first bytes 20–63 and
+    /// 128–191): the selected candidate pair, which the direct audio path follows. STUN
+    /// (0–3) may go to other pairs while ICE checks them.
+    fn note_route(&mut self, transmit: &TaggedBytesMut) {
+        if matches!(transmit.message.first(), Some(20..=63 | 128..=191)) {
+            let transport = &transmit.transport;
+            self.media_route = Some(Route {
+                local: transport.local_addr,
+                peer: transport.peer_addr,
+                protocol: protocol_of(transport),
+            });
         }
     }
 
@@ -1478,6 +1566,7 @@ impl Session {
                     relay.send(now, transmit.transport.peer_addr, &transmit.message);
                     continue;
                 }
+                self.note_route(&transmit);
                 out.transmits.push(Transmit::from(transmit));
             }
             while let Some(event) = self.pc.poll_event() {
