@@ -26,6 +26,10 @@ fn assert_media_everywhere(json: &serde_json::Value, stdout: &str) {
         json["receivers_expected"].as_u64().unwrap() >= 8,
         "{stdout}"
     );
+    assert_eq!(
+        json["screen_receivers_with_video"], json["screen_receivers_expected"],
+        "{stdout}"
+    );
     assert!(json["copies_received"].as_u64().unwrap() > 0, "{stdout}");
     assert!(json["loss_percent"].as_f64().unwrap() < 2.0, "{stdout}");
 }
@@ -56,6 +60,7 @@ fn ten_participants_in_two_calls_through_rtcd() {
     let json = summary(&json);
     assert_media_everywhere(&json, &stdout);
     assert_eq!(json["connected"], 10, "{stdout}");
+    assert_eq!(json["screen_receivers_expected"], 4, "{stdout}");
     assert!(json["cpu_us_per_copy"].as_f64().unwrap() > 0.0, "{stdout}");
     // The share is simulcast (rids l and h); each receiver got one layer on one SSRC with
     // continuous numbering: the VP8 picture ID never ran backwards.

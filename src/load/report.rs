@@ -120,6 +120,10 @@ pub struct Summary {
     /// Participants someone else in their call sends to, and how many of them got media.
     pub receivers_expected: usize,
     pub receivers_with_media: usize,
+    /// Participants in a call with a screen share (other than the sharer), and how many of
+    /// them got screen packets.
+    pub screen_receivers_expected: usize,
+    pub screen_receivers_with_video: usize,
     pub partial: bool,
     pub connect_s: f64,
     pub window_s: f64,
@@ -188,15 +192,25 @@ impl Summary {
         let sends = |p: &PeerPlan| p.speaker || p.screen_bps.is_some();
         let mut receivers_expected = 0;
         let mut receivers_with_media = 0;
+        let mut screen_receivers_expected = 0;
+        let mut screen_receivers_with_video = 0;
         for (plan, status) in plans.iter().zip(statuses) {
-            let others_send = plans
-                .iter()
-                .any(|o| o.call_id == plan.call_id && o.session_id != plan.session_id && sends(o));
-            if others_send {
+            let others = || {
+                plans
+                    .iter()
+                    .filter(|o| o.call_id == plan.call_id && o.session_id != plan.session_id)
+            };
+            let (packets, video_packets) = status
+                .stats
+                .lock()
+                .map_or((0, 0), |s| (s.packets, s.video_packets));
+            if others().any(sends) {
                 receivers_expected += 1;
-                if status.stats.lock().is_ok_and(|s| s.packets > 0) {
-                    receivers_with_media += 1;
-                }
+                receivers_with_media += usize::from(packets > 0);
+            }
+            if others().any(|o| o.screen_bps.is_some()) {
+                screen_receivers_expected += 1;
+                screen_receivers_with_video += usize::from(video_packets > 0);
             }
         }
         Summary {
@@ -209,6 +223,8 @@ impl Summary {
             failed,
             receivers_expected,
             receivers_with_media,
+            screen_receivers_expected,
+            screen_receivers_with_video,
             partial: facts.partial,
             connect_s: facts.connected_after.as_secs_f64(),
             window_s,
@@ -282,6 +298,13 @@ impl std::fmt::Display for Summary {
                 format!(
                     "{} / {}",
                     self.receivers_with_media, self.receivers_expected
+                ),
+            ),
+            (
+                "screen receivers with video",
+                format!(
+                    "{} / {}",
+                    self.screen_receivers_with_video, self.screen_receivers_expected
                 ),
             ),
             ("packets sent", self.packets_sent.to_string()),

@@ -1731,7 +1731,14 @@ impl Session {
     fn handle_event(&mut self, now: Instant, event: RTCPeerConnectionEvent, out: &mut Outputs) {
         let session_id = &self.config.session_id;
         match event {
-            RTCPeerConnectionEvent::OnSignalingStateChangeEvent(state) => self.signaling = state,
+            RTCPeerConnectionEvent::OnSignalingStateChangeEvent(state) => {
+                self.signaling = state;
+                // An answer is applied before the core reports the state it leads to: a
+                // renegotiation deferred then (tracks added while our offer was out) goes now.
+                if state == RTCSignalingState::Stable && self.renegotiation_pending {
+                    self.negotiate(now, out);
+                }
+            }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
                 tracing::debug!(session_id, %state, "peer connection state");
                 let counted = match state {
