@@ -86,13 +86,21 @@ fn the_floor_runs_the_same_scenario() {
     let json = dir.path().join("floor.json");
     let output = rtcd_load()
         .args(["floor", "--participants", "10", "--calls", "2"])
+        .args(["--screen-every", "2", "--screen-kbps", "500"])
         .args(["--duration", "2", "--warmup", "0.5", "--json"])
         .arg(&json)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}");
-    assert_media_everywhere(&summary(&json), &stdout);
+    let json = summary(&json);
+    assert_media_everywhere(&json, &stdout);
+    assert_eq!(json["screen_receivers_expected"], 4, "{stdout}");
+    assert!(
+        json["video_copies_received"].as_u64().unwrap() > 50,
+        "{stdout}"
+    );
+    assert_eq!(json["picture_id_regressions"], 0, "{stdout}");
 }
 
 #[test]

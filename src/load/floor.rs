@@ -224,6 +224,7 @@ async fn participant_loop(
     });
     let mut out = vec![0u8; SLOT];
     let mut buf = vec![0u8; SLOT];
+    let mut picture_id: u16 = 0;
     let mut send = |size: usize, pt: u8, out: &mut [u8]| {
         seq = seq.wrapping_add(1);
         let sent_us = epoch.elapsed().as_micros() as u64;
@@ -245,7 +246,13 @@ async fn participant_loop(
                 }
             }
             _ = video.tick(), if packets_per_frame > 0 => {
-                for _ in 0..packets_per_frame {
+                picture_id = (picture_id + 1) & 0x7fff;
+                for index in 0..packets_per_frame {
+                    // The same VP8 descriptor as the SFU load's screen packets: X=1 (S on a
+                    // frame's first packet), I=1 with a 15-bit picture ID.
+                    out[12] = if index == 0 { 0x90 } else { 0x80 };
+                    out[13] = 0x80;
+                    out[14..16].copy_from_slice(&(0x8000 | picture_id).to_be_bytes());
                     if let Some(len) = send(VIDEO_PAYLOAD, 96, &mut out) {
                         let _ = participant.socket.send_to(&out[..len], forwarder).await;
                     }
