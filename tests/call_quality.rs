@@ -64,23 +64,14 @@ async fn injected_loss_appears_in_call_stats_and_metrics() {
         .await
         .unwrap()
         .text();
-    let count = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let count = |name: &str| common::metric_value(&metrics, name).unwrap_or(0.0);
     assert!(
         count("rtcd_rtc_session_loss_ratio_count") >= 2.0,
         "{metrics}"
     );
     // At least one lossy sample above the 5 % bucket: count minus the ≤ 0.05 bucket.
-    let le_005 = metrics
-        .lines()
-        .find(|l| l.starts_with("rtcd_rtc_session_loss_ratio_bucket{le=\"0.05\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap();
+    let le_005 =
+        common::metric_value(&metrics, "rtcd_rtc_session_loss_ratio_bucket{le=\"0.05\"}").unwrap();
     assert!(
         count("rtcd_rtc_session_loss_ratio_count") > le_005,
         "{metrics}"

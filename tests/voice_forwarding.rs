@@ -129,26 +129,19 @@ async fn voice_reaches_the_other_participant() {
 
     // The voice went out on the direct path (the session's own SRTP, not the core's write
     // path): counted at the sessions' next quality sample (every 5 s).
-    let mut direct = 0;
-    for _ in 0..40 {
+    let direct = common::eventually(Duration::from_secs(10), || async {
         let metrics = plugin
             .request(hyper::Method::GET, "/metrics", None, None)
             .await
             .unwrap()
             .text();
-        direct = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("rtcd_rtc_direct_audio_packets_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        if direct >= 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+        common::metric_value(&metrics, "rtcd_rtc_direct_audio_packets_total ")
+            .filter(|&packets| packets >= 50.0)
+    })
+    .await;
     assert!(
-        direct >= 50,
-        "only {direct} packets on the direct audio path"
+        direct.is_some(),
+        "fewer than 50 packets on the direct audio path within 10 s"
     );
 }
 

@@ -48,6 +48,10 @@ pub struct AudioHeader {
 /// Fixed RTP header plus a one-byte-header extension block holding one 1-byte element.
 const MAX_HEADER_LEN: usize = 12 + 8;
 
+/// Size of the blocks packets are carved from: one allocation per few hundred audio copies,
+/// freed once the last packet carved from it has been sent.
+const ARENA_BYTES: usize = 32 * 1024;
+
 impl DirectSender {
     pub fn new(keys: &SessionKeys) -> Self {
         Self {
@@ -55,17 +59,25 @@ impl DirectSender {
         }
     }
 
-    /// The SRTP packet for `header` + `payload`; `rollover` is the leg's stream counter.
+    /// The SRTP packet for `header` + `payload`, carved from `arena` (a block shared by the
+    /// packets of a worker's turn, replaced when full); `rollover` is the leg's stream counter.
     pub fn seal(
         &self,
         header: &AudioHeader,
         payload: &[u8],
         rollover: &mut Rollover,
+        arena: &mut BytesMut,
     ) -> Option<BytesMut> {
-        let mut buf = BytesMut::zeroed(MAX_HEADER_LEN + payload.len() + TAG_LEN);
-        let header_len = write_header(&mut buf, header);
+        let mut header_bytes = [0u8; MAX_HEADER_LEN];
+        let header_len = write_header(&mut header_bytes, header);
         let len = header_len + payload.len();
-        buf[header_len..len].copy_from_slice(payload);
+        if arena.capacity() - arena.len() < len + TAG_LEN {
+            *arena = BytesMut::with_capacity(ARENA_BYTES.max(len + TAG_LEN));
+        }
+        arena.extend_from_slice(&header_bytes[..header_len]);
+        arena.extend_from_slice(payload);
+        arena.extend_from_slice(&[0; TAG_LEN]);
+        let mut buf = arena.split();
         let roc = rollover.roc_for(header.sequence_number);
         let sealed = self.srtp.protect(&mut buf, len, roc)?;
         buf.truncate(sealed);
@@ -133,6 +145,7 @@ mod tests {
 
         let direct = DirectSender::new(&keys);
         let mut rollover = Rollover::default();
+        let mut arena = BytesMut::new();
         for (i, seq) in [65_534u16, 65_535, 0, 1].into_iter().enumerate() {
             let header = AudioHeader {
                 marker: i == 0,
@@ -143,7 +156,9 @@ mod tests {
                 audio_level: (i % 2 == 0).then_some((1, 0x85)),
             };
             let payload = [i as u8; 40];
-            let sealed = direct.seal(&header, &payload, &mut rollover).unwrap();
+            let sealed = direct
+                .seal(&header, &payload, &mut rollover, &mut arena)
+                .unwrap();
 
             // The core encrypting the same plaintext gives the same bytes.
             let plain_len = sealed.len() - TAG_LEN;

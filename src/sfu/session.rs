@@ -110,6 +110,8 @@ pub struct Outputs {
     pub unpublished: Vec<(String, String)>,
     /// Relay sockets of ended sessions (the driver closes them after sending the transmits).
     pub released_relay_sockets: Vec<SocketAddr>,
+    /// Scratch block the direct audio path carves its packets from (kept across turns).
+    pub direct_arena: BytesMut,
 }
 
 /// A keyframe wanted from a publisher's track (a simulcast layer of it, if given).
@@ -298,9 +300,8 @@ pub struct Session {
     media_route: Option<Route>,
     /// Payload bytes sent on the direct path (the core's statistics do not see them).
     direct_bytes_sent: u64,
-    /// Packets sent on the direct path, and how many of them the metrics have.
-    direct_packets: u64,
-    direct_packets_reported: u64,
+    /// Packets sent on the direct path since the metrics last got them.
+    unreported_direct_packets: u64,
 }
 
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
@@ -399,8 +400,7 @@ impl Session {
             direct: None,
             media_route: None,
             direct_bytes_sent: 0,
-            direct_packets: 0,
-            direct_packets_reported: 0,
+            unreported_direct_packets: 0,
         })
     }
 
@@ -946,9 +946,11 @@ impl Session {
                     audio_level: leg.audio_level_ext.zip(inbound.audio_level),
                 };
                 let payload = &inbound.packet.payload;
-                if let Some(data) = direct.seal(&header, payload, &mut leg.rollover) {
+                if let Some(data) =
+                    direct.seal(&header, payload, &mut leg.rollover, &mut out.direct_arena)
+                {
                     self.direct_bytes_sent += payload.len() as u64;
-                    self.direct_packets += 1;
+                    self.unreported_direct_packets += 1;
                     out.transmits.push(Transmit {
                         local: route.local,
                         peer: route.peer,
@@ -1533,8 +1535,7 @@ impl Session {
     /// per packet: a shared counter per copy would bounce its cache line between workers).
     fn report_direct_packets(&mut self) {
         let metrics = &self.metrics.quality.direct_audio_packets;
-        metrics.inc_by(self.direct_packets - self.direct_packets_reported);
-        self.direct_packets_reported = self.direct_packets;
+        metrics.inc_by(std::mem::take(&mut self.unreported_direct_packets));
     }
 
     /// Remembers where the core sends DTLS and SRTP/SRTCP (RFC 7983 first bytes 20–63 and

@@ -45,7 +45,6 @@ struct Derivation {
     master_key: [u8; 16],
     master_salt: [u8; 12],
     first_output: [u8; 16],
-    matched: bool,
 }
 
 /// A peer connection's crypto provider that remembers its local SRTP keys.
@@ -91,7 +90,6 @@ impl KeyCapture {
             master_key,
             master_salt,
             first_output,
-            matched: false,
         });
     }
 
@@ -99,14 +97,13 @@ impl KeyCapture {
         if algorithm != AeadAlgorithm::Aes128Gcm || self.local.get().is_some() {
             return;
         }
-        let mut derivation = self.derivation.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(derivation) = derivation.as_mut().filter(|d| !d.matched) else {
+        let derivation = self.derivation.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(derivation) = derivation.as_ref() else {
             return;
         };
         if derivation.first_output.as_slice() != key {
             return;
         }
-        derivation.matched = true;
         // The session salt: label 2 over the master salt, first 12 bytes of the block.
         let mut block = [0u8; 16];
         block[..12].copy_from_slice(&derivation.master_salt);

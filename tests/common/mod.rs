@@ -216,6 +216,15 @@ pub fn join(call: &str, user: &str, session: &str) -> rtcd::ws::codec::JoinData 
     }
 }
 
+/// The value of the first sample in a Prometheus text exposition whose line starts with
+/// `series` (a metric name, optionally with its labels).
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+}
+
 /// Polls an async check every 20 ms until it yields `Some` or `timeout` passes.
 pub async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
     timeout: Duration,
