@@ -206,6 +206,7 @@ pub fn peer_connection(
     now: Instant,
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
+    let history = NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed);
     let registry = register_default_interceptors(Registry::new(), &mut engine)?
         // Send-side bandwidth estimation from the receivers' TWCC feedback (spec media-plane
         // §3.6), used only to choose simulcast layers: no pacer, nothing is delayed or dropped.
@@ -216,7 +217,7 @@ pub fn peer_connection(
         .with(
             rtc::interceptor::Slot::NackResponder,
             rtc::interceptor::NackResponderBuilder::new()
-                .with_size(NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed))
+                .with_size(history)
                 .build(),
         )
         // A packet missing from a publisher is asked for at most 10 times (libwebrtc's limit),
@@ -232,7 +233,7 @@ pub fn peer_connection(
         // same interceptor hands their PLI/FIR to us (see `KeyframeRequestsToApp`).
         .with(
             rtc::interceptor::Slot::from(3_500),
-            super::nack_budget::NackBudget::new(refused_retransmissions, feedback),
+            super::nack_budget::NackBudget::new(refused_retransmissions, feedback, history),
         )
         .with(
             rtc::interceptor::Slot::TwccSender,

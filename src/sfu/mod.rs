@@ -9,6 +9,7 @@ pub mod engine;
 pub mod nack_budget;
 pub mod offer_filter;
 pub mod relay;
+pub mod sent_window;
 pub mod session;
 pub mod simulcast;
 pub mod srtp_gcm;

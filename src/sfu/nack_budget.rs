@@ -19,19 +19,32 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket};
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rustc_hash::FxHashMap as HashMap;
 
+use super::sent_window::SentWindow;
+
 /// Retransmissions earned per media packet sent: a quarter of the stream's packet rate.
 pub const RETRANSMIT_SHARE: f64 = 0.25;
 /// Most retransmissions one stream can save up (a lost keyframe is a burst).
 pub const MAX_SAVED: f64 = 128.0;
+/// Unanswerable NACKs of one stream become a keyframe request at most this often.
+pub const KEYFRAME_ASK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a receiver may ask for a packet we lack before we give up on it with the
+/// receiver: our own NACKs to the publisher ask 10 times, 100 ms apart
+/// (`engine::MAX_NACKS_PER_PACKET`).
+pub const HOLE_GRACE: Duration = Duration::from_millis(1_200);
+/// Holes not asked for again within this long are forgotten (the receiver gave up too).
+pub const HOLE_FORGET: Duration = Duration::from_secs(10);
+/// Holes remembered per stream.
+pub const MAX_HOLES: usize = 32;
 
 /// What one session's receiver reported since the session last took it.
 #[derive(Debug, Default)]
@@ -69,30 +82,65 @@ impl FeedbackTally {
 /// The interceptor. Put it below `Slot::NackResponder` so it reads NACKs first.
 pub struct NackBudget {
     tally: Arc<FeedbackTally>,
-    /// Tokens (retransmissions allowed) per outgoing media SSRC.
-    streams: HashMap<u32, f64>,
+    /// Budget and last sequence number per outgoing media SSRC.
+    streams: HashMap<u32, StreamBudget>,
     /// Requested packets refused for lack of budget.
     refused: Counter,
+    /// Sequence numbers the responder keeps per stream (`rtc.nack_buffer_size`).
+    window: u16,
     reads: VecDeque<TaggedPacket>,
     writes: VecDeque<TaggedPacket>,
 }
 
 impl NackBudget {
-    pub fn new(refused: Counter, tally: Arc<FeedbackTally>) -> Self {
+    /// `window`: the responder's history size per stream.
+    pub fn new(refused: Counter, tally: Arc<FeedbackTally>, window: u16) -> Self {
         Self {
             tally,
             streams: HashMap::default(),
             refused,
+            window,
             reads: VecDeque::new(),
             writes: VecDeque::new(),
         }
     }
 
+    /// A PLI for the application when `nack` asks for a packet that will never be resent (the
+    /// publisher's packet never reached us and our NACKs for it gave up, or it left the
+    /// history): without a keyframe the receiver NACKs it for seconds and decodes nothing
+    /// meanwhile. At most one per [`KEYFRAME_ASK_INTERVAL`] per stream; the session's
+    /// keyframe limiter applies on top.
+    fn keyframe_instead(
+        &mut self,
+        now: Instant,
+        nack: &TransportLayerNack,
+    ) -> Option<PictureLossIndication> {
+        let stream = self.streams.get_mut(&nack.media_ssrc)?;
+        if !stream.hole_outlived_recovery(now, nack)
+            || stream
+                .last_keyframe_ask
+                .is_some_and(|t| now.duration_since(t) < KEYFRAME_ASK_INTERVAL)
+        {
+            return None;
+        }
+        stream.last_keyframe_ask = Some(now);
+        tracing::debug!(
+            ssrc = nack.media_ssrc,
+            first = nack.nacks.first().map(|p| p.packet_id),
+            "receiver asked for a packet we cannot resend: keyframe wanted"
+        );
+        Some(PictureLossIndication {
+            sender_ssrc: nack.sender_ssrc,
+            media_ssrc: nack.media_ssrc,
+        })
+    }
+
     /// The NACK as far as the budget of its stream goes (`None`: nothing left of it).
     fn trim(&mut self, nack: &TransportLayerNack) -> Trimmed {
-        let Some(tokens) = self.streams.get_mut(&nack.media_ssrc) else {
+        let Some(stream) = self.streams.get_mut(&nack.media_ssrc) else {
             return Trimmed::Whole; // not one of our streams: the core decides
         };
+        let tokens = &mut stream.tokens;
         let cost = |pair: &NackPair| 1.0 + f64::from(pair.lost_packets.count_ones());
         let total: f64 = nack.nacks.iter().map(cost).sum();
         if total <= *tokens {
@@ -121,6 +169,63 @@ impl NackBudget {
                 nacks: kept,
             })
         }
+    }
+}
+
+/// One outgoing stream's retransmission budget.
+#[derive(Debug, Clone)]
+struct StreamBudget {
+    /// Retransmissions allowed now.
+    tokens: f64,
+    /// What the responder can resend (streams with NACK feedback only).
+    sent: Option<SentWindow>,
+    /// When an unanswerable NACK last turned into a keyframe request.
+    last_keyframe_ask: Option<Instant>,
+    /// Packets receivers asked for that we cannot resend, with when they first did.
+    holes: Vec<(u16, Instant)>,
+}
+
+impl StreamBudget {
+    fn new(tokens: f64, sent: Option<SentWindow>) -> Self {
+        Self {
+            tokens,
+            sent,
+            last_keyframe_ask: None,
+            holes: Vec::new(),
+        }
+    }
+
+    /// Whether `nack` asks again, [`HOLE_GRACE`] after it first did, for a packet we still
+    /// cannot resend: by then our own NACKs to the publisher have given up on it, and the
+    /// receiver will not decode again before a keyframe. A packet we are still recovering
+    /// from the publisher (it fills the hole when it arrives) is not such a packet.
+    fn hole_outlived_recovery(&mut self, now: Instant, nack: &TransportLayerNack) -> bool {
+        let Some(sent) = &self.sent else {
+            return false;
+        };
+        let holes = &mut self.holes;
+        holes.retain(|(seq, since)| {
+            !sent.can_resend(*seq) && now.duration_since(*since) < HOLE_FORGET
+        });
+        let mut outlived = false;
+        let requested = nack.nacks.iter().flat_map(|pair| {
+            std::iter::once(pair.packet_id).chain(
+                (0..16u16)
+                    .filter(|bit| pair.lost_packets & (1 << bit) != 0)
+                    .map(|bit| pair.packet_id.wrapping_add(bit + 1)),
+            )
+        });
+        for seq in requested.filter(|seq| !sent.can_resend(*seq)) {
+            match holes.iter().find(|(s, _)| *s == seq) {
+                Some((_, since)) => outlived |= now.duration_since(*since) >= HOLE_GRACE,
+                None if holes.len() < MAX_HOLES => holes.push((seq, now)),
+                None => {}
+            }
+        }
+        if outlived {
+            holes.clear();
+        }
+        outlived
     }
 }
 
@@ -167,6 +272,7 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
                 }
             }
         }
+        let mut wants_keyframe = false;
         if let Packet::Rtcp(packets) = &mut msg.message.packet
             && packets
                 .iter()
@@ -175,7 +281,13 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
             let mut kept: Vec<Box<dyn rtc::rtcp::Packet>> = Vec::with_capacity(packets.len());
             for packet in packets.drain(..) {
                 let trimmed = match packet.as_any().downcast_ref::<TransportLayerNack>() {
-                    Some(nack) => self.trim(nack),
+                    Some(nack) => {
+                        if let Some(pli) = self.keyframe_instead(msg.now, nack) {
+                            kept.push(Box::new(pli));
+                            wants_keyframe = true;
+                        }
+                        self.trim(nack)
+                    }
                     None => Trimmed::Whole,
                 };
                 match trimmed {
@@ -189,6 +301,9 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
             }
             *packets = kept;
         }
+        if wants_keyframe {
+            super::engine::deliver_keyframe_requests(&mut msg);
+        }
         self.reads.push_back(msg);
         Ok(())
     }
@@ -199,9 +314,12 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
 
     fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(packet) = &msg.message.packet
-            && let Some(tokens) = self.streams.get_mut(&packet.header.ssrc)
+            && let Some(stream) = self.streams.get_mut(&packet.header.ssrc)
         {
-            *tokens = (*tokens + RETRANSMIT_SHARE).min(MAX_SAVED);
+            stream.tokens = (stream.tokens + RETRANSMIT_SHARE).min(MAX_SAVED);
+            if let Some(sent) = &mut stream.sent {
+                sent.sent(packet.header.sequence_number);
+            }
         }
         self.writes.push_back(msg);
         Ok(())
@@ -214,7 +332,13 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
 
 impl Interceptor for NackBudget {
     fn bind_local_stream(&mut self, info: &StreamInfo) {
-        self.streams.insert(info.ssrc, MAX_SAVED / 4.0);
+        let supports_nack = info
+            .rtcp_feedback
+            .iter()
+            .any(|fb| fb.typ == "nack" && fb.parameter.is_empty());
+        let sent = supports_nack.then(|| SentWindow::new(self.window));
+        self.streams
+            .insert(info.ssrc, StreamBudget::new(MAX_SAVED / 4.0, sent));
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.streams.remove(&info.ssrc);
@@ -244,8 +368,8 @@ mod tests {
     #[test]
     fn trims_to_the_budget_keeping_the_newest_requests() {
         let refused = Counter::default();
-        let mut budget = NackBudget::new(refused.clone(), Arc::default());
-        budget.streams.insert(7, 5.0);
+        let mut budget = NackBudget::new(refused.clone(), Arc::default(), 256);
+        budget.streams.insert(7, StreamBudget::new(5.0, None));
         // Costs 1 + 3 (bits) + 1 = 5: fits exactly.
         assert!(matches!(
             budget.trim(&nack(&[(10, 0b111), (20, 0)])),
@@ -256,7 +380,7 @@ mod tests {
         assert!(matches!(budget.trim(&nack(&[(30, 0)])), Trimmed::Nothing));
         assert_eq!(refused.get(), 1);
         // Earned back by sending: 8 packets → 2 tokens; the newest pair that fits is kept.
-        budget.streams.insert(7, 2.0);
+        budget.streams.insert(7, StreamBudget::new(2.0, None));
         match budget.trim(&nack(&[(40, 0b1111), (50, 0b1), (60, 0)])) {
             Trimmed::Part(trimmed) => {
                 assert_eq!(trimmed.nacks.len(), 1);
@@ -267,7 +391,7 @@ mod tests {
         assert_eq!(refused.get(), 1 + 5 + 2);
         // A storm (a full bitmap on every pair, thousands of pairs) costs only this stream's
         // saved budget: at most MAX_SAVED packets are ever asked of the responder at once.
-        budget.streams.insert(7, MAX_SAVED);
+        budget.streams.insert(7, StreamBudget::new(MAX_SAVED, None));
         let storm: Vec<(u16, u16)> = (0..4000u16).map(|i| (i.wrapping_mul(17), 0xffff)).collect();
         let passed = match budget.trim(&nack(&storm)) {
             Trimmed::Part(trimmed) => trimmed
@@ -278,10 +402,117 @@ mod tests {
             _ => panic!("expected a trimmed NACK"),
         };
         assert!(passed as f64 <= MAX_SAVED, "{passed}");
-        assert!(budget.streams[&7] < 17.0, "less than one full pair left");
+        assert!(
+            budget.streams[&7].tokens < 17.0,
+            "less than one full pair left"
+        );
         // Streams that are not ours pass untouched.
         let mut other = nack(&[(1, 0xffff)]);
         other.media_ssrc = 99;
         assert!(matches!(budget.trim(&other), Trimmed::Whole));
+    }
+
+    fn tagged(now: Instant, packet: Packet) -> TaggedPacket {
+        TaggedPacket {
+            now,
+            transport: Default::default(),
+            message: rtc::interceptor::AttributedPacket::new(packet),
+        }
+    }
+
+    fn rtp(seq: u16) -> Packet {
+        Packet::Rtp(rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                ssrc: 7,
+                sequence_number: seq,
+                ..Default::default()
+            },
+            payload: bytes::Bytes::from_static(&[0; 4]),
+        })
+    }
+
+    /// Feeds a receiver's NACK; returns whether a PLI tagged for the application came out.
+    fn pli_out(budget: &mut NackBudget, now: Instant, pairs: &[(u16, u16)]) -> bool {
+        use rtc::sansio::Protocol;
+        budget
+            .handle_read(tagged(now, Packet::Rtcp(vec![Box::new(nack(pairs))])))
+            .unwrap();
+        let mut pli = false;
+        while let Some(msg) = budget.poll_read() {
+            let delivered = msg
+                .message
+                .attributes
+                .iter()
+                .any(|a| matches!(a, Attribute::DeliverToApplication));
+            if let Packet::Rtcp(packets) = &msg.message.packet {
+                pli |= delivered
+                    && packets.iter().any(|p| {
+                        p.as_any()
+                            .downcast_ref::<PictureLossIndication>()
+                            .is_some_and(|p| p.media_ssrc == 7)
+                    });
+            }
+        }
+        pli
+    }
+
+    #[test]
+    fn a_nack_for_a_packet_never_sent_asks_for_a_keyframe() {
+        use rtc::sansio::Protocol;
+        let mut budget = NackBudget::new(Counter::default(), Arc::default(), 256);
+        budget.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            rtcp_feedback: vec![rtc::interceptor::RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        // Sequence 105 never reached us from the publisher.
+        for seq in (100..=110u16).filter(|&s| s != 105) {
+            budget.handle_write(tagged(t0, rtp(seq))).unwrap();
+            while budget.poll_write().is_some() {}
+        }
+        assert!(
+            !pli_out(&mut budget, t0, &[(102, 0b1)]),
+            "102 and 103 can be resent"
+        );
+        assert!(
+            !pli_out(&mut budget, t0, &[(103, 0b11)]),
+            "105 is missing, but our NACKs upstream may still bring it"
+        );
+        let t1 = t0 + HOLE_GRACE / 2;
+        assert!(
+            !pli_out(&mut budget, t1, &[(105, 0)]),
+            "still within the grace"
+        );
+        // The late packet arrives: the hole is filled and forgotten.
+        budget.handle_write(tagged(t1, rtp(105))).unwrap();
+        while budget.poll_write().is_some() {}
+        assert!(!pli_out(&mut budget, t0 + HOLE_GRACE, &[(105, 0)]));
+        // 111 never comes: asked for again after the grace, it becomes a keyframe request.
+        budget.handle_write(tagged(t1, rtp(112))).unwrap();
+        while budget.poll_write().is_some() {}
+        assert!(!pli_out(&mut budget, t1, &[(111, 0)]));
+        let t2 = t1 + HOLE_GRACE;
+        assert!(
+            pli_out(&mut budget, t2, &[(111, 0)]),
+            "the hole outlived recovery"
+        );
+        assert!(!pli_out(&mut budget, t2, &[(111, 0)]), "asked for already");
+        // A packet that left the history cannot be resent either.
+        for seq in 113..=400u16 {
+            budget.handle_write(tagged(t2, rtp(seq))).unwrap();
+            while budget.poll_write().is_some() {}
+        }
+        let t3 = t2 + KEYFRAME_ASK_INTERVAL;
+        assert!(!pli_out(&mut budget, t3, &[(300, 0), (110, 0)]));
+        let t4 = t3 + HOLE_GRACE;
+        assert!(!pli_out(&mut budget, t4, &[(300, 0)]), "300 can be resent");
+        assert!(
+            pli_out(&mut budget, t4, &[(110, 0)]),
+            "110 left the history"
+        );
     }
 }

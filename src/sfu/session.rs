@@ -859,6 +859,7 @@ impl Session {
             return;
         }
         *last = Some(now);
+        tracing::debug!(session_id = %self.config.session_id, source_id, ssrc, "keyframe requested (PLI)");
         let receiver = source.receiver;
         if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
             let pli =

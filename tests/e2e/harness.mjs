@@ -1744,6 +1744,10 @@ async function scenarioLoss() {
             lossRatioMax: stats.loss_ratio.max,
             remoteLossRatioMax: stats.remote_loss_ratio.max,
             freezeB: tracker.longestFreeze('B', tRestore),
+            freezeC: tracker.longestFreeze('C', tRestore),
+            refused: delta(m2, m3, 'rtcd_rtc_retransmissions_refused_total'),
+            // NACKs for packets rtcd never got (or no longer has) that it turned into a keyframe request.
+            keyframesForHoles: rtcdLogLines((l) => l.includes('cannot resend: keyframe wanted')).length,
             underLoss: {nacksReceived: delta(m0, m1, 'rtcd_rtc_nacks_received_total'), retransmitted: delta(m0, m1, 'rtcd_rtc_retransmitted_packets_total'), nacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total')},
         };
         summary.loss.settled = d;
