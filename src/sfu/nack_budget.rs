@@ -87,8 +87,8 @@ impl FeedbackTally {
 /// The interceptor. Put it below `Slot::NackResponder` so it reads NACKs first.
 pub struct NackBudget {
     tally: Arc<FeedbackTally>,
-    /// Budget and last sequence number per outgoing media SSRC.
-    streams: HashMap<u32, StreamBudget>,
+    /// Budget, sent window and holes per outgoing media SSRC.
+    streams: HashMap<u32, OutgoingStream>,
     /// Requested packets refused for lack of budget.
     refused: Counter,
     /// Sequence numbers the responder keeps per stream (`rtc.nack_buffer_size`).
@@ -177,9 +177,9 @@ impl NackBudget {
     }
 }
 
-/// One outgoing stream's retransmission budget.
+/// What the interceptor keeps per outgoing stream.
 #[derive(Debug, Clone)]
-struct StreamBudget {
+struct OutgoingStream {
     /// Retransmissions allowed now.
     tokens: f64,
     /// What the responder can resend (streams with NACK feedback only).
@@ -190,7 +190,7 @@ struct StreamBudget {
     holes: Vec<(u16, Instant)>,
 }
 
-impl StreamBudget {
+impl OutgoingStream {
     fn new(tokens: f64, sent: Option<SentWindow>) -> Self {
         Self {
             tokens,
@@ -213,13 +213,7 @@ impl StreamBudget {
             !sent.can_resend(*seq) && now.duration_since(*since) < HOLE_FORGET
         });
         let mut outlived = false;
-        let requested = nack.nacks.iter().flat_map(|pair| {
-            std::iter::once(pair.packet_id).chain(
-                (0..16u16)
-                    .filter(|bit| pair.lost_packets & (1 << bit) != 0)
-                    .map(|bit| pair.packet_id.wrapping_add(bit + 1)),
-            )
-        });
+        let requested = nack.nacks.iter().copied().flatten();
         for seq in requested.filter(|seq| !sent.can_resend(*seq)) {
             match holes.iter().find(|(s, _)| *s == seq) {
                 Some((_, since)) => outlived |= now.duration_since(*since) >= HOLE_GRACE,
@@ -343,7 +337,7 @@ impl Interceptor for NackBudget {
             .any(|fb| fb.typ == "nack" && fb.parameter.is_empty());
         let sent = supports_nack.then(|| SentWindow::new(self.window));
         self.streams
-            .insert(info.ssrc, StreamBudget::new(MAX_SAVED / 4.0, sent));
+            .insert(info.ssrc, OutgoingStream::new(MAX_SAVED / 4.0, sent));
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.streams.remove(&info.ssrc);
@@ -374,7 +368,7 @@ mod tests {
     fn trims_to_the_budget_keeping_the_newest_requests() {
         let refused = Counter::default();
         let mut budget = NackBudget::new(refused.clone(), Arc::default(), 256);
-        budget.streams.insert(7, StreamBudget::new(5.0, None));
+        budget.streams.insert(7, OutgoingStream::new(5.0, None));
         // Costs 1 + 3 (bits) + 1 = 5: fits exactly.
         assert!(matches!(
             budget.trim(&nack(&[(10, 0b111), (20, 0)])),
@@ -385,7 +379,7 @@ mod tests {
         assert!(matches!(budget.trim(&nack(&[(30, 0)])), Trimmed::Nothing));
         assert_eq!(refused.get(), 1);
         // Earned back by sending: 8 packets → 2 tokens; the newest pair that fits is kept.
-        budget.streams.insert(7, StreamBudget::new(2.0, None));
+        budget.streams.insert(7, OutgoingStream::new(2.0, None));
         match budget.trim(&nack(&[(40, 0b1111), (50, 0b1), (60, 0)])) {
             Trimmed::Part(trimmed) => {
                 assert_eq!(trimmed.nacks.len(), 1);
@@ -396,7 +390,9 @@ mod tests {
         assert_eq!(refused.get(), 1 + 5 + 2);
         // A storm (a full bitmap on every pair, thousands of pairs) costs only this stream's
         // saved budget: at most MAX_SAVED packets are ever asked of the responder at once.
-        budget.streams.insert(7, StreamBudget::new(MAX_SAVED, None));
+        budget
+            .streams
+            .insert(7, OutgoingStream::new(MAX_SAVED, None));
         let storm: Vec<(u16, u16)> = (0..4000u16).map(|i| (i.wrapping_mul(17), 0xffff)).collect();
         let passed = match budget.trim(&nack(&storm)) {
             Trimmed::Part(trimmed) => trimmed
