@@ -54,6 +54,8 @@ pub struct QualityMetrics {
     pub refused_retransmissions: Counter,
     /// Forwarded audio packets the SFU encrypted and sent itself (the direct path).
     pub direct_audio_packets: Counter,
+    /// UDP flows read from their own connected socket by their worker (`net::flows`).
+    pub connected_flows: Gauge,
     /// From adding a video track to a receiver to forwarding its first keyframe (seconds).
     pub keyframe_wait: Histogram,
 }
@@ -72,6 +74,7 @@ impl Default for QualityMetrics {
             retransmitted_packets: Counter::default(),
             refused_retransmissions: Counter::default(),
             direct_audio_packets: Counter::default(),
+            connected_flows: Gauge::default(),
             keyframe_wait: Histogram::new(LATENCY_BUCKETS.iter().copied()),
         }
     }
@@ -366,6 +369,11 @@ impl Metrics {
             "rtc_direct_audio_packets",
             "Forwarded audio packets the SFU encrypted and sent itself rather than through the WebRTC core (counted per session every quality sample and at its end)",
             quality.direct_audio_packets.clone(),
+        );
+        registry.register(
+            "rtc_connected_flows",
+            "Client UDP flows received on their own connected socket by the media worker that owns them (the others arrive through the shared media socket)",
+            quality.connected_flows.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
         Self {

@@ -126,6 +126,15 @@ async fn voice_reaches_the_other_participant() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
+    // On kernels that hash connected UDP sockets by 4-tuple, both clients' flows were read
+    // from their own connected socket by the worker (the voice above came that way).
+    if rtcd::net::flows::supported() {
+        assert_eq!(
+            common::metric_value(&metrics, "rtcd_rtc_connected_flows "),
+            Some(2.0),
+            "{metrics}"
+        );
+    }
 
     // The voice went out on the direct path (the session's own SRTP, not the core's write
     // path): counted at the sessions' next quality sample (every 5 s).

@@ -1,49 +1,66 @@
-//! A media worker's input queue: a bounded lock-free queue (crossbeam) whose consumer sleeps
-//! with `park_timeout` and whose producers `unpark` it.
+//! A media worker's input queue and sleep: a bounded lock-free queue (crossbeam) whose consumer
+//! sleeps in its own `epoll` set (mio), so the same sleep also waits for the worker's own
+//! sockets; producers wake it through an eventfd registered in that set.
 //!
-//! Owns: waking a worker without spinning. Blocking receives on the channel itself spin and
-//! `sched_yield` before they sleep, which at media packet rates cost more CPU than the work;
-//! `unpark` on a running thread is one atomic operation and wakes a parked one with one futex
-//! call. Park/unpark tokens make the wakeup race-free (an unpark before the park is kept).
+//! Owns: waking a worker without spinning and without a system call per item. Blocking
+//! receives on the channel itself spin and `sched_yield` before they sleep, which at media
+//! packet rates cost more CPU than the work. The consumer announces that it is about to sleep
+//! (a flag) and re-checks the queue; a producer writes the eventfd only when it takes that flag,
+//! so a running worker costs producers one atomic operation and a sleeping one is woken once.
 
-use std::sync::{Arc, OnceLock};
-use std::thread::Thread;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+
+/// The token of the wake-up eventfd in the consumer's poll set.
+pub const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
+
+/// What producers share with the consumer to wake it.
+struct Alarm {
+    /// Set by the consumer right before it sleeps; taken by the producer that wakes it.
+    sleeping: AtomicBool,
+    waker: mio::Waker,
+}
 
 /// Producer side (cloneable: the receive threads, ICE-TCP tasks, the control plane).
 pub struct WorkerQueue<T> {
     tx: Sender<T>,
-    consumer: Arc<OnceLock<Thread>>,
+    alarm: Arc<Alarm>,
 }
 
 impl<T> Clone for WorkerQueue<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
-            consumer: self.consumer.clone(),
+            alarm: self.alarm.clone(),
         }
     }
 }
 
-/// Consumer side (the worker thread).
+/// Consumer side (the worker thread): the queue and the poll set it sleeps in.
 pub struct WorkerInbox<T> {
     rx: Receiver<T>,
-    consumer: Arc<OnceLock<Thread>>,
+    alarm: Arc<Alarm>,
+    poll: mio::Poll,
 }
 
-/// A queue holding at most `capacity` items.
-pub fn bounded<T>(capacity: usize) -> (WorkerQueue<T>, WorkerInbox<T>) {
+/// A queue holding at most `capacity` items, with a fresh poll set for its consumer.
+pub fn bounded<T>(capacity: usize) -> std::io::Result<(WorkerQueue<T>, WorkerInbox<T>)> {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
-    let consumer = Arc::new(OnceLock::new());
-    (
+    let poll = mio::Poll::new()?;
+    let alarm = Arc::new(Alarm {
+        sleeping: AtomicBool::new(false),
+        waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
+    });
+    Ok((
         WorkerQueue {
             tx,
-            consumer: consumer.clone(),
+            alarm: alarm.clone(),
         },
-        WorkerInbox { rx, consumer },
-    )
+        WorkerInbox { rx, alarm, poll },
+    ))
 }
 
 impl<T> WorkerQueue<T> {
@@ -60,22 +77,23 @@ impl<T> WorkerQueue<T> {
         self.tx.try_send(item)
     }
 
-    /// Wakes the worker (a no-op beyond one atomic if it is running).
+    /// Wakes the worker (one atomic operation if it is running).
     pub fn wake(&self) {
-        if let Some(thread) = self.consumer.get() {
-            thread.unpark();
+        if self.alarm.sleeping.swap(false, Ordering::SeqCst) {
+            // A failed write means the eventfd counter is saturated: the worker is woken anyway.
+            let _ = self.alarm.waker.wake();
         }
     }
 
     /// Queues `item`, retrying for up to `patience` while the queue is full.
-    pub fn send_patiently(&self, mut item: T, patience: std::time::Duration) -> bool {
+    pub fn send_patiently(&self, mut item: T, patience: Duration) -> bool {
         let deadline = Instant::now() + patience;
         loop {
             match self.try_send(item) {
                 Ok(()) => return true,
                 Err(TrySendError::Full(back)) if Instant::now() < deadline => {
                     item = back;
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err(_) => return false,
             }
@@ -84,24 +102,43 @@ impl<T> WorkerQueue<T> {
 }
 
 impl<T> WorkerInbox<T> {
-    /// Registers the calling thread as the one producers wake. Call once, from the worker.
-    pub fn bind_current_thread(&self) {
-        let _ = self.consumer.set(std::thread::current());
+    /// Where the consumer registers its own sockets (never with [`WAKE_TOKEN`]).
+    pub fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
+    /// Sleeps until an item is queued, one of the registered sockets is ready (in `events`)
+    /// or `deadline` passes; returns at once (after collecting ready sockets) when items are
+    /// already queued. Items are then taken with [`try_iter`](Self::try_iter).
+    pub fn wait(&mut self, deadline: Instant, events: &mut mio::Events) {
+        self.alarm.sleeping.store(true, Ordering::SeqCst);
+        let timeout = if self.rx.is_empty() {
+            deadline.saturating_duration_since(Instant::now())
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = self.poll.poll(events, Some(timeout)) {
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                tracing::warn!("media worker poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            events.clear();
+        }
+        self.alarm.sleeping.store(false, Ordering::SeqCst);
     }
 
     /// The next item, sleeping until one arrives or `deadline` passes (`None`).
-    pub fn recv_deadline(&self, deadline: Instant) -> Option<T> {
+    pub fn recv_deadline(&mut self, deadline: Instant, events: &mut mio::Events) -> Option<T> {
         loop {
             match self.rx.try_recv() {
                 Ok(item) => return Some(item),
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => {}
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::park_timeout(deadline - now);
+            self.wait(deadline, events);
         }
     }
 
@@ -114,21 +151,22 @@ impl<T> WorkerInbox<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn a_parked_worker_wakes_for_each_item_and_times_out_when_idle() {
-        let (queue, inbox) = bounded::<u32>(4);
+    fn a_sleeping_worker_wakes_for_each_item_and_times_out_when_idle() {
+        let (queue, mut inbox) = bounded::<u32>(4).unwrap();
         let worker = std::thread::spawn(move || {
-            inbox.bind_current_thread();
+            let mut events = mio::Events::with_capacity(8);
             let mut got = Vec::new();
             while got.len() < 3 {
-                if let Some(item) = inbox.recv_deadline(Instant::now() + Duration::from_secs(5)) {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                if let Some(item) = inbox.recv_deadline(deadline, &mut events) {
                     got.push(item);
                 }
             }
             let idle_started = Instant::now();
-            let nothing = inbox.recv_deadline(Instant::now() + Duration::from_millis(50));
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let nothing = inbox.recv_deadline(deadline, &mut events);
             (got, nothing, idle_started.elapsed())
         });
         for item in 0..3 {
@@ -142,8 +180,31 @@ mod tests {
     }
 
     #[test]
+    fn a_registered_socket_wakes_the_worker_too() {
+        let (_queue, mut inbox) = bounded::<u32>(4).unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        inbox
+            .registry()
+            .register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(7),
+                mio::Interest::READABLE,
+            )
+            .unwrap();
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"x", socket.local_addr().unwrap()).unwrap();
+        let mut events = mio::Events::with_capacity(8);
+        let started = Instant::now();
+        inbox.wait(started + Duration::from_secs(5), &mut events);
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(events.iter().any(|e| e.token() == mio::Token(7)));
+    }
+
+    #[test]
     fn a_full_queue_refuses_without_blocking() {
-        let (queue, _inbox) = bounded::<u32>(1);
+        let (queue, _inbox) = bounded::<u32>(1).unwrap();
         queue.try_send(1).unwrap();
         assert!(matches!(queue.try_send(2), Err(TrySendError::Full(2))));
         assert!(!queue.send_patiently(3, Duration::from_millis(5)));

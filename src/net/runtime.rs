@@ -3,7 +3,8 @@
 //! Owns: binding the UDP media port on every served local IP, one receive thread per socket
 //! that routes datagrams to the worker owning their session (STUN ufrag prefix for new flows,
 //! then the learned peer address), and one thread per worker running a [`Worker`] shard with its
-//! timers. Calls are sharded by call ID so every session of a call lives on one worker.
+//! timers; the worker sleeps in its own poll set, which also holds the connected sockets of its
+//! established flows ([`flows`]), so their datagrams skip the receive thread. Calls are sharded by call ID so every session of a call lives on one worker.
 //! Sessions with SFU-side TURN get one connected socket per TURN server, read by a small
 //! tokio task that hands datagrams to the session's worker.
 
@@ -19,6 +20,7 @@ use crossbeam_channel::TrySendError;
 
 use super::addresses::{self, Advertised, Protocol};
 use super::batch::{RecvBatch, SendBatch};
+use super::flows::{self, FlowSockets};
 use super::queue::{self, WorkerInbox, WorkerQueue};
 use super::tcp::{self, TcpWriter};
 use super::turn::{self, TurnServer};
@@ -145,13 +147,27 @@ impl SfuPlane {
             .map_or(1, |n| n.get())
             .min(64);
         let mut threads = Vec::new();
+        let connected_flows = flows::supported();
+        if connected_flows {
+            flows::raise_descriptor_limit();
+        }
+        if connected_flows {
+            tracing::info!(
+                "rtc: established UDP flows get a connected socket read by their media worker"
+            );
+        } else {
+            tracing::info!(
+                "rtc: every datagram goes through the shared media socket (connected flow sockets \
+                 need Linux >= 6.13, which finds them by 4-tuple hash)"
+            );
+        }
 
         // One socket per served local IP; the advertised UDP address names it for the workers.
         let mut sockets: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
         let mut bound = Vec::new();
         for ip in &local_ips {
             let addr = SocketAddr::new(*ip, udp_port);
-            let socket = bind_udp(addr)?;
+            let socket = bind_udp(addr, connected_flows)?;
             let socket = Arc::new(socket);
             for a in advertised
                 .iter()
@@ -164,11 +180,13 @@ impl SfuPlane {
 
         let mut workers = Vec::new();
         for index in 0..worker_count {
-            let (tx, rx) = queue::bounded(WORKER_QUEUE_CAPACITY);
+            let (tx, rx) = queue::bounded(WORKER_QUEUE_CAPACITY).map_err(NetError::Thread)?;
             workers.push(tx.clone());
             let worker = Worker::new(index as u8, advertised.clone(), metrics.clone());
             let driver = WorkerDriver {
                 sockets: sockets.clone(),
+                connected_flows,
+                metrics: metrics.clone(),
                 events: events.clone(),
                 relay_plan: relay_plan.clone(),
                 runtime: runtime.clone(),
@@ -263,17 +281,27 @@ fn log_advertised(advertised: &[Advertised], config: &RtcConfig) {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
+/// The shared media socket of `addr`. With connected flows it needs `SO_REUSEPORT`, which
+/// would also let a second daemon bind the port unnoticed: a plain bind first proves the port
+/// is free, so that mistake still fails with "address in use".
+fn bind_udp(addr: SocketAddr, connected_flows: bool) -> Result<UdpSocket, NetError> {
     let err = |source| NetError::BindUdp { addr, source };
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::DGRAM,
-        Some(socket2::Protocol::UDP),
-    )
-    .map_err(err)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(err)?;
-    }
+    let socket = if connected_flows {
+        drop(UdpSocket::bind(addr).map_err(err)?);
+        flows::reuse_port_socket(addr).map_err(err)?
+    } else {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(err)?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(true).map_err(err)?;
+        }
+        socket.bind(&addr.into()).map_err(err)?;
+        socket
+    };
     // Failures here are only warnings: Linux silently caps the size anyway.
     if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
         tracing::warn!("SO_RCVBUF on {addr}: {e}");
@@ -281,7 +309,6 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, NetError> {
     if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES) {
         tracing::warn!("SO_SNDBUF on {addr}: {e}");
     }
-    socket.bind(&addr.into()).map_err(err)?;
     let socket: UdpSocket = socket.into();
     socket.set_read_timeout(Some(IDLE_WAKEUP)).map_err(err)?;
     Ok(socket)
@@ -383,6 +410,9 @@ impl Drop for RelaySocket {
 /// What a worker thread does I/O with.
 struct WorkerDriver {
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// Whether established flows get connected sockets ([`flows`]).
+    connected_flows: bool,
+    metrics: Arc<crate::metrics::Metrics>,
     events: EventSender,
     relay_plan: Arc<RelayPlan>,
     runtime: tokio::runtime::Handle,
@@ -461,24 +491,53 @@ impl WorkerDriver {
 }
 
 /// Loop of one worker thread.
-fn run_worker(mut worker: Worker, inputs: WorkerInbox<Input>, driver: WorkerDriver) {
-    inputs.bind_current_thread();
+fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: WorkerDriver) {
     let WorkerDriver {
         ref sockets,
         ref events,
+        connected_flows,
         ..
     } = driver;
+    // Where each advertised UDP address is bound (connected flows bind the same address).
+    let binds: HashMap<SocketAddr, SocketAddr> = sockets
+        .iter()
+        .filter_map(|(advertised, socket)| Some((*advertised, socket.local_addr().ok()?)))
+        .collect();
     let mut tcp_writers: HashMap<(SocketAddr, SocketAddr), TcpWriter> = HashMap::new();
     let mut relay_sockets: HashMap<SocketAddr, RelaySocket> = HashMap::new();
+    let mut flow_sockets = FlowSockets::default();
+    let mut ready = mio::Events::with_capacity(256);
+    // Flows left with queued datagrams last turn (read again without waiting).
+    let mut unfinished: Vec<mio::Token> = Vec::new();
     let mut send_batch = SendBatch::new();
     loop {
         let now = Instant::now();
-        let deadline = worker
-            .next_timeout()
-            .map_or(now + IDLE_WAKEUP, |t| t.min(now + IDLE_WAKEUP));
-        let first = inputs.recv_deadline(deadline);
+        let deadline = match worker.next_timeout() {
+            _ if !unfinished.is_empty() => now,
+            Some(timer) => timer.min(now + IDLE_WAKEUP),
+            None => now + IDLE_WAKEUP,
+        };
+        inputs.wait(deadline, &mut ready);
+        let tokens = std::mem::take(&mut unfinished)
+            .into_iter()
+            .chain(ready.iter().map(|event| event.token()))
+            .filter(|token| *token != queue::WAKE_TOKEN);
+        for token in tokens {
+            let more = flow_sockets.read(token, |local, peer, data| {
+                let datagram = Datagram {
+                    local,
+                    peer,
+                    protocol: Protocol::Udp,
+                    data,
+                };
+                worker.datagram(Instant::now(), datagram);
+            });
+            if more && !unfinished.contains(&token) {
+                unfinished.push(token);
+            }
+        }
         // Bounded work per turn so timers are never starved.
-        for input in first.into_iter().chain(inputs.try_iter().take(256)) {
+        for input in inputs.try_iter().take(256) {
             let now = Instant::now();
             match input {
                 Input::Datagram(datagram) => worker.datagram(now, datagram),
@@ -539,6 +598,19 @@ fn run_worker(mut worker: Worker, inputs: WorkerInbox<Input>, driver: WorkerDriv
         }
         for local in worker.out.released_relay_sockets.drain(..) {
             relay_sockets.remove(&local);
+        }
+        let open_flows = flow_sockets.len();
+        for (local, peer) in worker.out.released_flows.drain(..) {
+            flow_sockets.close(inputs.registry(), local, peer);
+        }
+        for (local, peer) in worker.out.connect_flows.drain(..) {
+            if let (true, Some(bind)) = (connected_flows, binds.get(&local)) {
+                flow_sockets.open(inputs.registry(), local, *bind, peer);
+            }
+        }
+        if flow_sockets.len() != open_flows {
+            let change = flow_sockets.len() as i64 - open_flows as i64;
+            driver.metrics.quality.connected_flows.inc_by(change);
         }
         for event in worker.out.events.drain(..) {
             if events.try_send(event).is_err() {

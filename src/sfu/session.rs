@@ -110,6 +110,11 @@ pub struct Outputs {
     pub unpublished: Vec<(String, String)>,
     /// Relay sockets of ended sessions (the driver closes them after sending the transmits).
     pub released_relay_sockets: Vec<SocketAddr>,
+    /// UDP flows (advertised local address, peer) that became a session's selected candidate
+    /// pair: the driver may give them a connected socket (`net::flows`).
+    pub connect_flows: Vec<(SocketAddr, SocketAddr)>,
+    /// UDP flows of ended sessions (the driver closes their connected sockets).
+    pub released_flows: Vec<(SocketAddr, SocketAddr)>,
     /// Scratch block the direct audio path carves its packets from (kept across turns).
     pub direct_arena: BytesMut,
 }
@@ -1527,7 +1532,7 @@ impl Session {
             return self.drain(now, out);
         }
         while let Some(transmit) = self.pc.poll_write() {
-            self.note_route(&transmit);
+            self.note_route(&transmit, out);
             out.transmits.push(Transmit::from(transmit));
         }
     }
@@ -1542,14 +1547,19 @@ impl Session {
     /// Remembers where the core sends DTLS and SRTP/SRTCP (RFC 7983 first bytes 20–63 and
     /// 128–191): the selected candidate pair, which the direct audio path follows. STUN
     /// (0–3) may go to other pairs while ICE checks them.
-    fn note_route(&mut self, transmit: &TaggedBytesMut) {
+    /// A new UDP route is also offered to the driver for a connected socket.
+    fn note_route(&mut self, transmit: &TaggedBytesMut, out: &mut Outputs) {
         if matches!(transmit.message.first(), Some(20..=63 | 128..=191)) {
             let transport = &transmit.transport;
-            self.media_route = Some(Route {
+            let route = Route {
                 local: transport.local_addr,
                 peer: transport.peer_addr,
                 protocol: protocol_of(transport),
-            });
+            };
+            if self.media_route != Some(route) && route.protocol == Protocol::Udp {
+                out.connect_flows.push((route.local, route.peer));
+            }
+            self.media_route = Some(route);
         }
     }
 
@@ -1568,7 +1578,7 @@ impl Session {
                     relay.send(now, transmit.transport.peer_addr, &transmit.message);
                     continue;
                 }
-                self.note_route(&transmit);
+                self.note_route(&transmit, out);
                 out.transmits.push(Transmit::from(transmit));
             }
             while let Some(event) = self.pc.poll_event() {

@@ -169,6 +169,9 @@ impl Worker {
         }
         for flow in self.flows_of.remove(session_id).unwrap_or_default() {
             self.by_flow.remove(&flow);
+            if let (local, peer, Protocol::Udp) = flow {
+                self.out.released_flows.push((local, peer));
+            }
         }
         let call_id = session.config.call_id.clone();
         let mut others = Vec::new();
