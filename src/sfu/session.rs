@@ -42,7 +42,7 @@ use super::relay::{Relay, RelayEvent, RelayTransport};
 use super::simulcast::{Layer, LayerSwitcher, Verdict};
 use super::srtp_gcm::Rollover;
 use super::srtp_keys::KeyCapture;
-use super::tracks::{self, PublishedTrack, TrackKind};
+use super::tracks::{self, PublishedTrack, TrackKey, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind, SessionQuality};
 use crate::metrics::{
@@ -149,7 +149,7 @@ impl VideoSource {
 #[derive(Debug)]
 pub struct InboundRtp {
     /// `(publisher session, source track ID)` of the track (shared, not allocated per packet).
-    pub key: Arc<(String, String)>,
+    pub key: TrackKey,
     pub packet: rtc::rtp::packet::Packet,
     /// RFC 6464 level byte of a voice packet, re-added with each receiver's extension ID.
     pub audio_level: Option<u8>,
@@ -271,7 +271,7 @@ pub struct Session {
     /// Tracks this participant publishes, by source track ID.
     published: Vec<PublishedTrack>,
     /// Forwarded tracks, keyed by (publisher, source track ID).
-    legs: HashMap<(String, String), Leg>,
+    legs: HashMap<TrackKey, Leg>,
     /// A server offer is wanted once the lock and state allow.
     renegotiation_pending: bool,
     offer_sent_at: Option<Instant>,
@@ -678,7 +678,7 @@ impl Session {
 
     /// Starts forwarding `track` to this participant (renegotiates).
     pub fn add_forwarded(&mut self, now: Instant, track: &PublishedTrack, out: &mut Outputs) {
-        let key = (track.publisher.clone(), track.source_id.clone());
+        let key = track.key.clone();
         if self.legs.contains_key(&key) || self.closed.is_some() {
             return;
         }
@@ -745,10 +745,7 @@ impl Session {
         source_id: &str,
         out: &mut Outputs,
     ) {
-        if let Some(leg) = self
-            .legs
-            .remove(&(publisher.to_owned(), source_id.to_owned()))
-        {
+        if let Some(leg) = self.legs.remove(&TrackKey::new(publisher, source_id)) {
             let _ = self.pc.remove_track(leg.sender);
             self.track_gauge(Direction::Out, &leg.track.mime, -1);
             self.negotiate(now, out);
@@ -760,7 +757,7 @@ impl Session {
         let keys: Vec<_> = self
             .legs
             .keys()
-            .filter(|(p, _)| p == publisher)
+            .filter(|key| key.publisher() == publisher)
             .cloned()
             .collect();
         let mut changed = false;
@@ -915,7 +912,7 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
-        let Some(leg) = self.legs.get_mut(&*inbound.key) else {
+        let Some(leg) = self.legs.get_mut(&inbound.key) else {
             return;
         };
         if leg.payload_type.is_none() {
@@ -1712,7 +1709,7 @@ impl Session {
             kind,
             mime: mime.clone(),
             out_id: tracks::out_track_id(kind, &session_id),
-            key: Arc::new((session_id.clone(), init.track_id.clone())),
+            key: TrackKey::new(&session_id, &init.track_id),
             simulcast: layer.is_some(),
         };
         if kind == TrackKind::Voice {

@@ -89,15 +89,79 @@ pub struct PublishedTrack {
     /// ID of the forwarded track at receivers.
     pub out_id: String,
     /// `(publisher, source_id)`, shared by every packet of the track so forwarding can look up
-    /// receivers' legs without building a key per packet.
-    pub key: std::sync::Arc<(String, String)>,
+    /// receivers' legs without building or hashing a key per packet.
+    pub key: TrackKey,
     /// Sent as simulcast layers (rids): each receiver gets exactly one layer at a time.
     pub simulcast: bool,
+}
+
+/// A published track's identity, `(publisher session, source track ID)`: one allocation shared
+/// by the track, every packet of it and every receiver's leg. Hashed once when made; equal keys
+/// are almost always the same allocation, so comparing checks the pointer before the names.
+#[derive(Debug, Clone)]
+pub struct TrackKey(std::sync::Arc<TrackName>);
+
+#[derive(Debug)]
+struct TrackName {
+    publisher: String,
+    source_id: String,
+    hash: u64,
+}
+
+impl TrackKey {
+    pub fn new(publisher: &str, source_id: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = rustc_hash::FxHasher::default();
+        (publisher, source_id).hash(&mut hasher);
+        Self(std::sync::Arc::new(TrackName {
+            publisher: publisher.to_owned(),
+            source_id: source_id.to_owned(),
+            hash: hasher.finish(),
+        }))
+    }
+
+    pub fn publisher(&self) -> &str {
+        &self.0.publisher
+    }
+
+    pub fn source_id(&self) -> &str {
+        &self.0.source_id
+    }
+}
+
+impl PartialEq for TrackKey {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+            || (self.0.hash == other.0.hash
+                && self.0.publisher == other.0.publisher
+                && self.0.source_id == other.0.source_id)
+    }
+}
+
+impl Eq for TrackKey {}
+
+impl std::hash::Hash for TrackKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn track_keys_are_equal_by_name_whichever_allocation_they_are() {
+        use std::collections::HashMap;
+        let key = TrackKey::new("session-a", "track-1");
+        let mut legs = HashMap::new();
+        legs.insert(key.clone(), "leg");
+        assert_eq!(legs.get(&key), Some(&"leg")); // the packet's key: the same allocation
+        assert_eq!(legs.get(&TrackKey::new("session-a", "track-1")), Some(&"leg"));
+        assert_eq!(legs.get(&TrackKey::new("session-a", "track-2")), None);
+        assert_eq!(legs.get(&TrackKey::new("session-atrack-1", "")), None);
+        assert_eq!((key.publisher(), key.source_id()), ("session-a", "track-1"));
+    }
 
     #[test]
     fn classification_and_ids() {
@@ -133,7 +197,7 @@ mod tests {
             kind: TrackKind::Screen,
             mime: mime.into(),
             out_id: "x".into(),
-            key: std::sync::Arc::new(("p".into(), mime.into())),
+            key: TrackKey::new("p", mime),
             simulcast: false,
         };
         let both = [track("video/VP8"), track("video/AV1")];

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::relay::RelayTransport;
-use super::session::{Datagram, Outputs, Path, Session};
+use super::session::{Datagram, InboundRtp, Outputs, Path, Session};
 use super::tracks::{self, PublishedTrack};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaError, MediaEvent, Signal};
@@ -40,8 +40,10 @@ pub struct Worker {
     by_relay_socket: HashMap<SocketAddr, Arc<str>>,
     /// call ID → its sessions (all on this worker).
     calls: HashMap<String, Vec<Arc<str>>>,
-    /// Reused list of receivers during fan-out (reference counts, no allocation per packet).
+    /// Reused list of a call's other sessions (control-plane events).
     receivers: Vec<Arc<str>>,
+    /// Sessions that ended while a packet was fanned out (removed after it).
+    ended: Vec<Arc<str>>,
     /// Session timers: the current deadline of each session, a min-heap of deadlines (stale
     /// entries are skipped lazily), and the sessions touched since their deadline was read.
     deadlines: HashMap<Arc<str>, Instant>,
@@ -69,6 +71,7 @@ impl Worker {
             by_relay_socket: HashMap::default(),
             calls: HashMap::default(),
             receivers: Vec::new(),
+            ended: Vec::new(),
             deadlines: HashMap::default(),
             timers: BinaryHeap::new(),
             timers_dirty: Vec::new(),
@@ -277,13 +280,39 @@ impl Worker {
                 }
             }
             for inbound in rtp {
-                self.collect_receivers(&inbound.key.0);
-                let receivers = std::mem::take(&mut self.receivers);
-                for receiver in &receivers {
-                    self.run_session(receiver, false, |s, out| s.forward(now, &inbound, out));
-                }
-                self.receivers = receivers;
+                self.fan_out(now, &inbound);
             }
+        }
+    }
+
+    /// Forwards one inbound packet to the other sessions of its publisher's call: one lookup
+    /// per receiver and no reference counting per packet (a forward never moves the core's
+    /// timers, so deadlines are not re-read).
+    fn fan_out(&mut self, now: Instant, inbound: &InboundRtp) {
+        let publisher = inbound.key.publisher();
+        let Self {
+            sessions,
+            calls,
+            out,
+            ended,
+            ..
+        } = self;
+        let Some(members) = sessions
+            .get(publisher)
+            .and_then(|s| calls.get(&s.config.call_id))
+        else {
+            return;
+        };
+        ended.clear();
+        for member in members.iter().filter(|m| &***m != publisher) {
+            if let Some(session) = sessions.get_mut(&**member)
+                && isolated(member, session, out, |s, out| s.forward(now, inbound, out))
+            {
+                ended.push(member.clone());
+            }
+        }
+        for session_id in std::mem::take(&mut self.ended) {
+            self.remove(&session_id);
         }
     }
 
@@ -304,23 +333,7 @@ impl Worker {
         let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
-        let out = &mut self.out;
-        if catch_unwind(AssertUnwindSafe(|| f(session, out))).is_err() {
-            tracing::error!(
-                session_id,
-                "panic in the WebRTC core; closing this session only"
-            );
-            session.close(CloseReason::Failed("internal error".into()), &mut self.out);
-            self.out.events.push(MediaEvent::Closed {
-                session_id: session_id.to_owned(),
-                reason: CloseReason::Failed("internal error".into()),
-            });
-        }
-        if self
-            .sessions
-            .get(session_id)
-            .is_some_and(|s| s.closed().is_some())
-        {
+        if isolated(session_id, session, &mut self.out, f) {
             self.remove(session_id);
         } else if timers_may_change {
             self.mark_timer_dirty(session_id);
@@ -431,4 +444,26 @@ impl Worker {
         self.timers_due = due;
         self.settle(now);
     }
+}
+
+/// Runs `f` on `session`, closing only that session (and reporting it) if the WebRTC core
+/// panics; `true` when the session has ended and must be removed.
+fn isolated(
+    session_id: &str,
+    session: &mut Session,
+    out: &mut Outputs,
+    f: impl FnOnce(&mut Session, &mut Outputs),
+) -> bool {
+    if catch_unwind(AssertUnwindSafe(|| f(session, out))).is_err() {
+        tracing::error!(
+            session_id,
+            "panic in the WebRTC core; closing this session only"
+        );
+        session.close(CloseReason::Failed("internal error".into()), out);
+        out.events.push(MediaEvent::Closed {
+            session_id: session_id.to_owned(),
+            reason: CloseReason::Failed("internal error".into()),
+        });
+    }
+    session.closed().is_some()
 }
