@@ -4,7 +4,8 @@
 //! that routes datagrams to the worker owning their session (STUN ufrag prefix for new flows,
 //! then the learned peer address), and one thread per worker running a [`Worker`] shard with its
 //! timers; the worker sleeps in its own poll set, which also holds the connected sockets of its
-//! established flows ([`flows`]), so their datagrams skip the receive thread. Calls are sharded by call ID so every session of a call lives on one worker.
+//! established flows ([`flows`]), so their datagrams skip the receive thread. Calls are sharded
+//! by call ID so every session of a call lives on one worker.
 //! Sessions with SFU-side TURN get one connected socket per TURN server, read by a small
 //! tokio task that hands datagrams to the session's worker.
 
@@ -150,8 +151,6 @@ impl SfuPlane {
         let connected_flows = flows::supported();
         if connected_flows {
             flows::raise_descriptor_limit();
-        }
-        if connected_flows {
             tracing::info!(
                 "rtc: established UDP flows get a connected socket read by their media worker"
             );

@@ -193,6 +193,10 @@ pub const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
 /// A stream needs this many packets in a sampling period for its loss ratio to count.
 const MIN_PACKETS_FOR_LOSS: f64 = 20.0;
 
+/// Selected-pair changes per session that get a connected socket (later ones stay on the
+/// shared socket).
+const MAX_CONNECTED_ROUTES: u8 = 4;
+
 /// Records the time a receiver waited for the first keyframe of a leg.
 fn first_keyframe(metrics: &Metrics, session_id: &str, leg: &Leg, now: Instant) {
     let waited = now.duration_since(leg.added_at);
@@ -303,6 +307,9 @@ pub struct Session {
     direct: Option<DirectSender>,
     /// Where the core last sent DTLS or SRTP: the selected candidate pair.
     media_route: Option<Route>,
+    /// Routes offered to the driver for a connected socket (at most [`MAX_CONNECTED_ROUTES`]:
+    /// a client switching pairs again and again cannot make the SFU open sockets without end).
+    connected_routes: u8,
     /// Payload bytes sent on the direct path (the core's statistics do not see them).
     direct_bytes_sent: u64,
     /// Packets sent on the direct path since the metrics last got them.
@@ -404,6 +411,7 @@ impl Session {
             srtp_keys,
             direct: None,
             media_route: None,
+            connected_routes: 0,
             direct_bytes_sent: 0,
             unreported_direct_packets: 0,
         })
@@ -1553,7 +1561,11 @@ impl Session {
                 peer: transport.peer_addr,
                 protocol: protocol_of(transport),
             };
-            if self.media_route != Some(route) && route.protocol == Protocol::Udp {
+            if self.media_route != Some(route)
+                && route.protocol == Protocol::Udp
+                && self.connected_routes < MAX_CONNECTED_ROUTES
+            {
+                self.connected_routes += 1;
                 out.connect_flows.push((route.local, route.peer));
             }
             self.media_route = Some(route);

@@ -157,7 +157,10 @@ mod tests {
         let mut legs = HashMap::new();
         legs.insert(key.clone(), "leg");
         assert_eq!(legs.get(&key), Some(&"leg")); // the packet's key: the same allocation
-        assert_eq!(legs.get(&TrackKey::new("session-a", "track-1")), Some(&"leg"));
+        assert_eq!(
+            legs.get(&TrackKey::new("session-a", "track-1")),
+            Some(&"leg")
+        );
         assert_eq!(legs.get(&TrackKey::new("session-a", "track-2")), None);
         assert_eq!(legs.get(&TrackKey::new("session-atrack-1", "")), None);
         assert_eq!((key.publisher(), key.source_id()), ("session-a", "track-1"));
