@@ -65,15 +65,16 @@ pub fn raise_descriptor_limit() {
 
 /// A socket bound to the shared media socket's address with `SO_REUSEPORT` (required on every
 /// socket of the port, the shared one included) and connected to `peer`.
-pub fn connected_socket(bind: SocketAddr, peer: SocketAddr) -> io::Result<UdpSocket> {
-    let socket = reuse_port_socket(bind)?;
+fn connected_socket(bind: SocketAddr, peer: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = bound_udp_socket(bind, true)?;
     socket.connect(&peer.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
-/// An unbound UDP socket for `addr`'s family with `SO_REUSEPORT` set, then bound to `addr`.
-pub fn reuse_port_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
+/// A UDP socket bound to `addr` (IPv6 only for IPv6 addresses), with `SO_REUSEPORT` set
+/// before the bind when `reuse_port`.
+pub fn bound_udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,
@@ -82,7 +83,9 @@ pub fn reuse_port_socket(addr: SocketAddr) -> io::Result<socket2::Socket> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     Ok(socket)
 }
@@ -220,7 +223,7 @@ mod tests {
     /// to the shared socket; a closed flow falls back to the shared socket.
     #[test]
     fn a_connected_flow_takes_its_clients_datagrams_from_the_shared_socket() {
-        let shared: UdpSocket = reuse_port_socket("127.0.0.1:0".parse().unwrap())
+        let shared: UdpSocket = bound_udp_socket("127.0.0.1:0".parse().unwrap(), true)
             .unwrap()
             .into();
         shared

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 /// The token of the wake-up eventfd in the consumer's poll set.
 pub const WAKE_TOKEN: mio::Token = mio::Token(usize::MAX);
@@ -127,21 +127,6 @@ impl<T> WorkerInbox<T> {
         self.alarm.sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// The next item, sleeping until one arrives or `deadline` passes (`None`).
-    pub fn recv_deadline(&mut self, deadline: Instant, events: &mut mio::Events) -> Option<T> {
-        loop {
-            match self.rx.try_recv() {
-                Ok(item) => return Some(item),
-                Err(TryRecvError::Disconnected) => return None,
-                Err(TryRecvError::Empty) => {}
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            self.wait(deadline, events);
-        }
-    }
-
     /// Items already queued, without waiting.
     pub fn try_iter(&self) -> crossbeam_channel::TryIter<'_, T> {
         self.rx.try_iter()
@@ -152,6 +137,23 @@ impl<T> WorkerInbox<T> {
 mod tests {
     use super::*;
 
+    /// The next item, sleeping until one arrives or `deadline` passes (`None`).
+    fn recv_deadline<T>(
+        inbox: &mut WorkerInbox<T>,
+        deadline: Instant,
+        events: &mut mio::Events,
+    ) -> Option<T> {
+        loop {
+            if let Some(item) = inbox.try_iter().next() {
+                return Some(item);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            inbox.wait(deadline, events);
+        }
+    }
+
     #[test]
     fn a_sleeping_worker_wakes_for_each_item_and_times_out_when_idle() {
         let (queue, mut inbox) = bounded::<u32>(4).unwrap();
@@ -160,13 +162,13 @@ mod tests {
             let mut got = Vec::new();
             while got.len() < 3 {
                 let deadline = Instant::now() + Duration::from_secs(5);
-                if let Some(item) = inbox.recv_deadline(deadline, &mut events) {
+                if let Some(item) = recv_deadline(&mut inbox, deadline, &mut events) {
                     got.push(item);
                 }
             }
             let idle_started = Instant::now();
             let deadline = Instant::now() + Duration::from_millis(50);
-            let nothing = inbox.recv_deadline(deadline, &mut events);
+            let nothing = recv_deadline(&mut inbox, deadline, &mut events);
             (got, nothing, idle_started.elapsed())
         });
         for item in 0..3 {

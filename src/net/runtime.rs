@@ -285,22 +285,10 @@ fn log_advertised(advertised: &[Advertised], config: &RtcConfig) {
 /// is free, so that mistake still fails with "address in use".
 fn bind_udp(addr: SocketAddr, connected_flows: bool) -> Result<UdpSocket, NetError> {
     let err = |source| NetError::BindUdp { addr, source };
-    let socket = if connected_flows {
+    if connected_flows {
         drop(UdpSocket::bind(addr).map_err(err)?);
-        flows::reuse_port_socket(addr).map_err(err)?
-    } else {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
-        .map_err(err)?;
-        if addr.is_ipv6() {
-            socket.set_only_v6(true).map_err(err)?;
-        }
-        socket.bind(&addr.into()).map_err(err)?;
-        socket
-    };
+    }
+    let socket = flows::bound_udp_socket(addr, connected_flows).map_err(err)?;
     // Failures here are only warnings: Linux silently caps the size anyway.
     if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES) {
         tracing::warn!("SO_RCVBUF on {addr}: {e}");
