@@ -54,6 +54,8 @@ pub struct QualityMetrics {
     pub refused_retransmissions: Counter,
     /// Forwarded audio packets the SFU encrypted and sent itself (the direct path).
     pub direct_audio_packets: Counter,
+    /// Forwarded video packets (retransmissions not included) the SFU sent itself.
+    pub direct_video_packets: Counter,
     /// UDP flows read from their own connected socket by their worker (`net::flows`).
     pub connected_flows: Gauge,
     /// From adding a video track to a receiver to forwarding its first keyframe (seconds).
@@ -74,6 +76,7 @@ impl Default for QualityMetrics {
             retransmitted_packets: Counter::default(),
             refused_retransmissions: Counter::default(),
             direct_audio_packets: Counter::default(),
+            direct_video_packets: Counter::default(),
             connected_flows: Gauge::default(),
             keyframe_wait: Histogram::new(LATENCY_BUCKETS.iter().copied()),
         }
@@ -369,6 +372,11 @@ impl Metrics {
             "rtc_direct_audio_packets",
             "Forwarded audio packets the SFU encrypted and sent itself rather than through the WebRTC core (counted per session every quality sample and at its end)",
             quality.direct_audio_packets.clone(),
+        );
+        registry.register(
+            "rtc_direct_video_packets",
+            "Forwarded video packets the SFU encrypted and sent itself, with its own NACK history, RTX and send-side estimate (counted per session every quality sample and at its end; retransmissions not included)",
+            quality.direct_video_packets.clone(),
         );
         registry.register(
             "rtc_connected_flows",

@@ -1,16 +1,19 @@
-//! The direct audio path: forwarded voice packets serialized and encrypted by the session
-//! itself instead of passing through the WebRTC core's write path.
+//! The direct path: forwarded packets serialized and encrypted by the session itself instead
+//! of passing through the WebRTC core's write path.
 //!
 //! Owns: [`DirectSender`] (a session's outbound SRTP context, learned by `srtp_keys`, and the
-//! route its media takes) and the wire form of one forwarded audio packet. Per copy this is
-//! one buffer, one AES-GCM seal and the header bytes; the core's path costs ~8 handlers,
-//! the interceptor chain, a parameters lookup that allocates, and moves of its message
-//! structs (see docs/performance.md).
+//! route its media takes) and the wire form of one forwarded packet: the RTP header with the
+//! receiver's extension IDs (audio level, transport-wide sequence number) and, for an RTX
+//! retransmission (RFC 4588), the original sequence number in front of the payload. Per copy
+//! this is one buffer, one AES-GCM seal and the header bytes; the core's path costs ~8
+//! handlers, the interceptor chain, a parameters lookup that allocates, and moves of its
+//! message structs (see docs/performance.md).
 //!
-//! What the core no longer does for these packets, on purpose: transport-wide sequence numbers
-//! (audio is left out of the send-side estimate, which only chooses simulcast layers), sender
-//! reports (no audio/video synchronisation exists between different participants' streams),
-//! and NACK buffering (Opus legs negotiate no NACK). Video keeps the core's path.
+//! What the core no longer does for these packets, and who does it instead: for video, the
+//! NACK history, retransmissions and the send-side estimate move to `direct_video`; sender
+//! reports are not sent (no audio/video synchronisation exists between different
+//! participants' streams); audio is left out of the estimate, which only chooses simulcast
+//! layers, and is not NACKed (Opus legs negotiate no NACK).
 
 use std::net::SocketAddr;
 
@@ -28,14 +31,14 @@ pub struct Route {
     pub protocol: Protocol,
 }
 
-/// A session's sender for forwarded audio.
+/// A session's sender for forwarded media.
 pub struct DirectSender {
     srtp: SrtpGcm,
 }
 
-/// One forwarded audio packet's header fields (as the receiver's leg numbers them).
+/// One forwarded packet's header fields (as the receiver's leg numbers them).
 #[derive(Debug, Clone, Copy)]
-pub struct AudioHeader {
+pub struct DirectHeader {
     pub marker: bool,
     pub payload_type: u8,
     pub sequence_number: u16,
@@ -43,10 +46,16 @@ pub struct AudioHeader {
     pub ssrc: u32,
     /// RFC 6464 level with the receiver's extension ID: `(id, level byte)`.
     pub audio_level: Option<(u8, u8)>,
+    /// Transport-wide sequence number with the receiver's extension ID: `(id, number)`.
+    pub transport_sequence: Option<(u8, u16)>,
+    /// RTX (RFC 4588 §4): the retransmitted packet's sequence number, written in front of
+    /// the payload.
+    pub original_sequence: Option<u16>,
 }
 
-/// Fixed RTP header plus a one-byte-header extension block holding one 1-byte element.
-const MAX_HEADER_LEN: usize = 12 + 8;
+/// Fixed RTP header plus a one-byte-header extension block holding a 1-byte and a 2-byte
+/// element, padded to 32 bits.
+const MAX_HEADER_LEN: usize = 12 + 4 + 8;
 
 /// Size of the blocks packets are carved from: one allocation per few hundred audio copies,
 /// freed once the last packet carved from it has been sent.
@@ -60,21 +69,24 @@ impl DirectSender {
     }
 
     /// The SRTP packet for `header` + `payload`, carved from `arena` (a block shared by the
-    /// packets of a worker's turn, replaced when full); `rollover` is the leg's stream counter.
+    /// packets of a worker's turn, replaced when full); `rollover` is the stream's counter.
     pub fn seal(
         &self,
-        header: &AudioHeader,
+        header: &DirectHeader,
         payload: &[u8],
         rollover: &mut Rollover,
         arena: &mut BytesMut,
     ) -> Option<BytesMut> {
         let mut header_bytes = [0u8; MAX_HEADER_LEN];
         let header_len = write_header(&mut header_bytes, header);
-        let len = header_len + payload.len();
+        let osn = header.original_sequence.map(u16::to_be_bytes);
+        let osn: &[u8] = osn.as_ref().map_or(&[], |b| b);
+        let len = header_len + osn.len() + payload.len();
         if arena.capacity() - arena.len() < len + TAG_LEN {
             *arena = BytesMut::with_capacity(ARENA_BYTES.max(len + TAG_LEN));
         }
         arena.extend_from_slice(&header_bytes[..header_len]);
+        arena.extend_from_slice(osn);
         arena.extend_from_slice(payload);
         arena.extend_from_slice(&[0; TAG_LEN]);
         let mut buf = arena.split();
@@ -85,21 +97,34 @@ impl DirectSender {
     }
 }
 
-/// Writes the RTP header (RFC 3550 §5.1, extension RFC 8285 §4.2) and returns its length.
-fn write_header(buf: &mut [u8], header: &AudioHeader) -> usize {
-    let extension = u8::from(header.audio_level.is_some());
-    buf[0] = 0x80 | (extension << 4);
+/// Writes the RTP header (RFC 3550 §5.1, extensions RFC 8285 §4.2) and returns its length.
+fn write_header(buf: &mut [u8], header: &DirectHeader) -> usize {
+    let extension = header.audio_level.is_some() || header.transport_sequence.is_some();
+    buf[0] = 0x80 | (u8::from(extension) << 4);
     buf[1] = (u8::from(header.marker) << 7) | (header.payload_type & 0x7f);
     buf[2..4].copy_from_slice(&header.sequence_number.to_be_bytes());
     buf[4..8].copy_from_slice(&header.timestamp.to_be_bytes());
     buf[8..12].copy_from_slice(&header.ssrc.to_be_bytes());
-    let Some((id, level)) = header.audio_level else {
+    if !extension {
         return 12;
-    };
-    // 0xBEDE, one 32-bit word: [id | len-1 = 0] [level] [padding] [padding].
-    buf[12..16].copy_from_slice(&[0xbe, 0xde, 0, 1]);
-    buf[16..20].copy_from_slice(&[id << 4, level, 0, 0]);
-    20
+    }
+    // 0xBEDE, then the elements ([id | len-1] data…), zero-padded to whole 32-bit words.
+    let mut end = 16;
+    if let Some((id, level)) = header.audio_level {
+        buf[end..end + 2].copy_from_slice(&[id << 4, level]);
+        end += 2;
+    }
+    if let Some((id, number)) = header.transport_sequence {
+        buf[end] = (id << 4) | 1;
+        buf[end + 1..end + 3].copy_from_slice(&number.to_be_bytes());
+        end += 3;
+    }
+    let padded = 16 + (end - 16).div_ceil(4) * 4;
+    buf[end..padded].fill(0);
+    let words = ((padded - 16) / 4) as u16;
+    buf[12..14].copy_from_slice(&[0xbe, 0xde]);
+    buf[14..16].copy_from_slice(&words.to_be_bytes());
+    padded
 }
 
 #[cfg(test)]
@@ -147,13 +172,16 @@ mod tests {
         let mut rollover = Rollover::default();
         let mut arena = BytesMut::new();
         for (i, seq) in [65_534u16, 65_535, 0, 1].into_iter().enumerate() {
-            let header = AudioHeader {
+            // Audio level only, transport-wide number only, both, and an RTX packet.
+            let header = DirectHeader {
                 marker: i == 0,
-                payload_type: 111,
+                payload_type: if i == 3 { 97 } else { 111 },
                 sequence_number: seq,
                 timestamp: 960 * i as u32,
                 ssrc: 0x1234_5678,
                 audio_level: (i % 2 == 0).then_some((1, 0x85)),
+                transport_sequence: (i >= 1).then_some((3, 0x0100 + i as u16)),
+                original_sequence: (i == 3).then_some(0xabcd),
             };
             let payload = [i as u8; 40];
             let sealed = direct
@@ -163,7 +191,12 @@ mod tests {
             // The core encrypting the same plaintext gives the same bytes.
             let plain_len = sealed.len() - TAG_LEN;
             let mut plain = sealed[..plain_len].to_vec();
-            plain[write_header(&mut [0; MAX_HEADER_LEN], &header)..].copy_from_slice(&payload);
+            let header_len = write_header(&mut [0; MAX_HEADER_LEN], &header);
+            let mut body = header
+                .original_sequence
+                .map_or(vec![], |n| n.to_be_bytes().to_vec());
+            body.extend_from_slice(&payload);
+            plain[header_len..].copy_from_slice(&body);
             let by_core = core_sender.encrypt_rtp(&plain).unwrap();
             assert_eq!(&by_core[..], &sealed[..], "packet {i} (seq {seq})");
 
@@ -171,10 +204,14 @@ mod tests {
             let packet = Packet::unmarshal(&mut &decrypted[..]).unwrap();
             assert_eq!(packet.header.sequence_number, seq);
             assert_eq!(packet.header.marker, i == 0);
-            assert_eq!(&packet.payload[..], &payload);
+            assert_eq!(&packet.payload[..], &body[..]);
             assert_eq!(
                 packet.header.get_extension(1).map(|b| b.to_vec()),
                 (i % 2 == 0).then(|| vec![0x85])
+            );
+            assert_eq!(
+                packet.header.get_extension(3).map(|b| b.to_vec()),
+                (i >= 1).then(|| (0x0100 + i as u16).to_be_bytes().to_vec())
             );
         }
     }

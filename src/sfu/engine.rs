@@ -51,6 +51,17 @@ pub const MAX_NACKS_PER_PACKET: u16 = 10;
 pub const BWE_MIN_BPS: f64 = 250_000.0;
 pub const BWE_MAX_BPS: f64 = 3_750_000.0;
 
+/// The send-side estimator, for the core's congestion controller and for the session's own
+/// (`direct_video`): starts at the maximum and comes down on congestion.
+pub fn estimator() -> rtc::interceptor::Gcc {
+    rtc::interceptor::Gcc::new(BWE_MAX_BPS, BWE_MIN_BPS, BWE_MAX_BPS)
+}
+
+/// Packets kept per outgoing video stream for NACK retransmissions (`rtc.nack_buffer_size`).
+pub fn nack_buffer_size() -> u16 {
+    NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Opus / VP8 / AV1 payload types upstream registers.
 pub const OPUS_PT: u8 = 111;
 pub const VP8_PT: u8 = 96;
@@ -102,6 +113,16 @@ pub fn codec_for(mime: &str) -> Option<RTCRtpCodec> {
         sdp_fmtp_line: fmtp.to_owned(),
         rtcp_feedback: feedback,
     })
+}
+
+/// Whether `codec` is the RTX format (RFC 4588) repairing payload type `payload_type`.
+pub fn is_rtx_for(codec: &RTCRtpCodec, payload_type: u8) -> bool {
+    codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
+        && codec
+            .sdp_fmtp_line
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("apt="))
+            .any(|apt| apt.parse() == Ok(payload_type))
 }
 
 /// The codecs and extensions of spec media-plane §3.3/§3.5.
@@ -206,7 +227,7 @@ pub fn peer_connection(
     now: Instant,
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
-    let history = NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed);
+    let history = nack_buffer_size();
     let registry = register_default_interceptors(Registry::new(), &mut engine)?
         // Send-side bandwidth estimation from the receivers' TWCC feedback (spec media-plane
         // §3.6), used only to choose simulcast layers: no pacer, nothing is delayed or dropped.
@@ -241,12 +262,7 @@ pub fn peer_connection(
         )
         .with(
             rtc::interceptor::Slot::CongestionControl,
-            rtc::interceptor::CongestionControlBuilder::new(rtc::interceptor::Gcc::new(
-                BWE_MAX_BPS,
-                BWE_MIN_BPS,
-                BWE_MAX_BPS,
-            ))
-            .build(),
+            rtc::interceptor::CongestionControlBuilder::new(estimator()).build(),
         );
     let settings = SettingEngineBuilder::new()
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())

@@ -5,6 +5,7 @@
 pub mod av1;
 pub mod dc_protocol;
 pub mod direct_rtp;
+pub mod direct_video;
 pub mod engine;
 pub mod nack_budget;
 pub mod offer_filter;

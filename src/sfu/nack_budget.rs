@@ -2,8 +2,10 @@
 //! per outgoing stream, keyframe requests for holes no retransmission can fill, and tallies
 //! of what receivers report.
 //!
-//! Owns: an interceptor between the wire and the responder that (0) hands PLI/FIR to the
-//! application (`engine::deliver_keyframe_requests`), (1) trims Generic NACKs
+//! Owns: the per-stream budget rules ([`StreamBudget`], also used by the session for the
+//! video it sends itself, `direct_video`) and an interceptor between the wire and the
+//! responder that (0) hands PLI/FIR, NACKs and transport-wide feedback to the application,
+//! (1) trims Generic NACKs
 //! (RFC 4585) to a token budget earned by the stream's own media packets and (2) counts the
 //! NACKs, the worst receiver-report loss fraction and the congestion controller's target
 //! bitrate into a [`FeedbackTally`] its session reads (the `rtc` 0.21.1 core never feeds
@@ -31,6 +33,7 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::receiver_report::ReceiverReport;
 use rtc::rtcp::sender_report::SenderReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtcp::transport_feedbacks::transport_layer_nack::{NackPair, TransportLayerNack};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -88,7 +91,7 @@ impl FeedbackTally {
 pub struct NackBudget {
     tally: Arc<FeedbackTally>,
     /// Budget, sent window and holes per outgoing media SSRC.
-    streams: HashMap<u32, OutgoingStream>,
+    streams: HashMap<u32, StreamBudget>,
     /// Requested packets refused for lack of budget.
     refused: Counter,
     /// Sequence numbers the responder keeps per stream (`rtc.nack_buffer_size`).
@@ -110,42 +113,80 @@ impl NackBudget {
         }
     }
 
-    /// A PLI for the application when `nack` asks for a packet that will never be resent (the
-    /// publisher's packet never reached us and our NACKs for it gave up, or it left the
-    /// history): without a keyframe the receiver NACKs it for seconds and decodes nothing
-    /// meanwhile. At most one per [`KEYFRAME_ASK_INTERVAL`] per stream; the session's
-    /// keyframe limiter applies on top.
+    /// A PLI for the application when `nack` asks for a packet that will never be resent
+    /// (see [`StreamBudget::keyframe_instead`]).
     fn keyframe_instead(
         &mut self,
         now: Instant,
         nack: &TransportLayerNack,
     ) -> Option<PictureLossIndication> {
         let stream = self.streams.get_mut(&nack.media_ssrc)?;
-        if !stream.hole_outlived_recovery(now, nack)
-            || stream
-                .last_keyframe_ask
-                .is_some_and(|t| now.duration_since(t) < KEYFRAME_ASK_INTERVAL)
-        {
+        if !stream.sent_any || !stream.keyframe_instead(now, nack) {
             return None;
         }
-        stream.last_keyframe_ask = Some(now);
-        tracing::debug!(
-            ssrc = nack.media_ssrc,
-            first = nack.nacks.first().map(|p| p.packet_id),
-            "receiver asked for a packet we cannot resend: keyframe wanted"
-        );
         Some(PictureLossIndication {
             sender_ssrc: nack.sender_ssrc,
             media_ssrc: nack.media_ssrc,
         })
     }
 
-    /// The NACK as far as the budget of its stream goes (`None`: nothing left of it).
+    /// The NACK as far as the budget of its stream goes. Streams the core never sent a
+    /// packet on (the session sends them itself, see `direct_video`) are not this
+    /// interceptor's to trim: their NACKs reach the session whole.
     fn trim(&mut self, nack: &TransportLayerNack) -> Trimmed {
-        let Some(stream) = self.streams.get_mut(&nack.media_ssrc) else {
-            return Trimmed::Whole; // not one of our streams: the core decides
-        };
-        let tokens = &mut stream.tokens;
+        match self.streams.get_mut(&nack.media_ssrc) {
+            Some(stream) if stream.sent_any => stream.trim(nack, &self.refused),
+            _ => Trimmed::Whole, // not one of our streams: the core decides
+        }
+    }
+}
+
+/// The retransmission budget, sent window and unanswerable holes of one outgoing stream:
+/// kept by the interceptor for streams the core sends, and by the session for the ones it
+/// sends itself (`direct_video`).
+#[derive(Debug, Clone)]
+pub struct StreamBudget {
+    /// Retransmissions allowed now.
+    tokens: f64,
+    /// What can be resent (streams with NACK feedback only).
+    sent: Option<SentWindow>,
+    /// Whether any packet was sent on the stream.
+    sent_any: bool,
+    /// When an unanswerable NACK last turned into a keyframe request.
+    last_keyframe_ask: Option<Instant>,
+    /// Packets receivers asked for that we cannot resend, with when they first did.
+    holes: Vec<(u16, Instant)>,
+}
+
+impl StreamBudget {
+    /// A stream's budget; `window`: the sequence numbers kept for resending, for streams
+    /// with NACK feedback.
+    pub fn new(window: Option<u16>) -> Self {
+        Self::with_tokens(MAX_SAVED / 4.0, window.map(SentWindow::new))
+    }
+
+    fn with_tokens(tokens: f64, sent: Option<SentWindow>) -> Self {
+        Self {
+            tokens,
+            sent,
+            sent_any: false,
+            last_keyframe_ask: None,
+            holes: Vec::new(),
+        }
+    }
+
+    /// A media packet was sent: it earns retransmissions and can be resent.
+    pub fn on_sent(&mut self, seq: u16) {
+        self.sent_any = true;
+        self.tokens = (self.tokens + RETRANSMIT_SHARE).min(MAX_SAVED);
+        if let Some(sent) = &mut self.sent {
+            sent.sent(seq);
+        }
+    }
+
+    /// The NACK as far as the budget goes (`refused` counts what is cut).
+    pub fn trim(&mut self, nack: &TransportLayerNack, refused: &Counter) -> Trimmed {
+        let tokens = &mut self.tokens;
         let cost = |pair: &NackPair| 1.0 + f64::from(pair.lost_packets.count_ones());
         let total: f64 = nack.nacks.iter().map(cost).sum();
         if total <= *tokens {
@@ -164,7 +205,7 @@ impl NackBudget {
         }
         kept.reverse();
         let kept_cost: f64 = kept.iter().map(cost).sum();
-        self.refused.inc_by((total - kept_cost) as u64);
+        refused.inc_by((total - kept_cost) as u64);
         if kept.is_empty() {
             Trimmed::Nothing
         } else {
@@ -175,29 +216,27 @@ impl NackBudget {
             })
         }
     }
-}
 
-/// What the interceptor keeps per outgoing stream.
-#[derive(Debug, Clone)]
-struct OutgoingStream {
-    /// Retransmissions allowed now.
-    tokens: f64,
-    /// What the responder can resend (streams with NACK feedback only).
-    sent: Option<SentWindow>,
-    /// When an unanswerable NACK last turned into a keyframe request.
-    last_keyframe_ask: Option<Instant>,
-    /// Packets receivers asked for that we cannot resend, with when they first did.
-    holes: Vec<(u16, Instant)>,
-}
-
-impl OutgoingStream {
-    fn new(tokens: f64, sent: Option<SentWindow>) -> Self {
-        Self {
-            tokens,
-            sent,
-            last_keyframe_ask: None,
-            holes: Vec::new(),
+    /// Whether `nack` should become a keyframe request: it asks for a packet that will
+    /// never be resent (the publisher's packet never reached us and our NACKs for it gave
+    /// up, or it left the history). Without a keyframe the receiver NACKs it for seconds and
+    /// decodes nothing meanwhile. At most once per [`KEYFRAME_ASK_INTERVAL`]; the session's
+    /// keyframe limiter applies on top.
+    pub fn keyframe_instead(&mut self, now: Instant, nack: &TransportLayerNack) -> bool {
+        if !self.hole_outlived_recovery(now, nack)
+            || self
+                .last_keyframe_ask
+                .is_some_and(|t| now.duration_since(t) < KEYFRAME_ASK_INTERVAL)
+        {
+            return false;
         }
+        self.last_keyframe_ask = Some(now);
+        tracing::debug!(
+            ssrc = nack.media_ssrc,
+            first = nack.nacks.first().map(|p| p.packet_id),
+            "receiver asked for a packet we cannot resend: keyframe wanted"
+        );
+        true
     }
 
     /// Whether `nack` asks again, [`HOLE_GRACE`] after it first did, for a packet we still
@@ -228,10 +267,24 @@ impl OutgoingStream {
     }
 }
 
-enum Trimmed {
+/// What is left of a NACK after the budget.
+pub enum Trimmed {
     Whole,
     Part(TransportLayerNack),
     Nothing,
+}
+
+/// Tags NACKs and transport-wide feedback for the application too: for the streams the
+/// session sends itself (`direct_video`) it answers NACKs and runs the estimate.
+fn deliver_send_side_feedback(msg: &mut TaggedPacket) {
+    if let Packet::Rtcp(packets) = &msg.message.packet
+        && packets.iter().any(|p| {
+            let any = p.as_any();
+            any.is::<TransportLayerNack>() || any.is::<TransportLayerCc>()
+        })
+    {
+        msg.message.add(Attribute::DeliverToApplication);
+    }
 }
 
 impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
@@ -243,6 +296,7 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         super::engine::deliver_keyframe_requests(&mut msg);
+        deliver_send_side_feedback(&mut msg);
         for attribute in &msg.message.attributes {
             if let Attribute::TargetBitrateChanged { bits_per_second } = attribute {
                 self.tally
@@ -315,10 +369,7 @@ impl rtc::sansio::Protocol<TaggedPacket, TaggedPacket, ()> for NackBudget {
         if let Packet::Rtp(packet) = &msg.message.packet
             && let Some(stream) = self.streams.get_mut(&packet.header.ssrc)
         {
-            stream.tokens = (stream.tokens + RETRANSMIT_SHARE).min(MAX_SAVED);
-            if let Some(sent) = &mut stream.sent {
-                sent.sent(packet.header.sequence_number);
-            }
+            stream.on_sent(packet.header.sequence_number);
         }
         self.writes.push_back(msg);
         Ok(())
@@ -335,9 +386,10 @@ impl Interceptor for NackBudget {
             .rtcp_feedback
             .iter()
             .any(|fb| fb.typ == "nack" && fb.parameter.is_empty());
-        let sent = supports_nack.then(|| SentWindow::new(self.window));
-        self.streams
-            .insert(info.ssrc, OutgoingStream::new(MAX_SAVED / 4.0, sent));
+        self.streams.insert(
+            info.ssrc,
+            StreamBudget::new(supports_nack.then_some(self.window)),
+        );
     }
     fn unbind_local_stream(&mut self, info: &StreamInfo) {
         self.streams.remove(&info.ssrc);
@@ -364,11 +416,18 @@ mod tests {
         }
     }
 
+    /// A stream the core has sent on, with `tokens` saved.
+    fn written(tokens: f64) -> StreamBudget {
+        let mut stream = StreamBudget::with_tokens(tokens, None);
+        stream.sent_any = true;
+        stream
+    }
+
     #[test]
     fn trims_to_the_budget_keeping_the_newest_requests() {
         let refused = Counter::default();
         let mut budget = NackBudget::new(refused.clone(), Arc::default(), 256);
-        budget.streams.insert(7, OutgoingStream::new(5.0, None));
+        budget.streams.insert(7, written(5.0));
         // Costs 1 + 3 (bits) + 1 = 5: fits exactly.
         assert!(matches!(
             budget.trim(&nack(&[(10, 0b111), (20, 0)])),
@@ -379,7 +438,7 @@ mod tests {
         assert!(matches!(budget.trim(&nack(&[(30, 0)])), Trimmed::Nothing));
         assert_eq!(refused.get(), 1);
         // Earned back by sending: 8 packets → 2 tokens; the newest pair that fits is kept.
-        budget.streams.insert(7, OutgoingStream::new(2.0, None));
+        budget.streams.insert(7, written(2.0));
         match budget.trim(&nack(&[(40, 0b1111), (50, 0b1), (60, 0)])) {
             Trimmed::Part(trimmed) => {
                 assert_eq!(trimmed.nacks.len(), 1);
@@ -390,9 +449,7 @@ mod tests {
         assert_eq!(refused.get(), 1 + 5 + 2);
         // A storm (a full bitmap on every pair, thousands of pairs) costs only this stream's
         // saved budget: at most MAX_SAVED packets are ever asked of the responder at once.
-        budget
-            .streams
-            .insert(7, OutgoingStream::new(MAX_SAVED, None));
+        budget.streams.insert(7, written(MAX_SAVED));
         let storm: Vec<(u16, u16)> = (0..4000u16).map(|i| (i.wrapping_mul(17), 0xffff)).collect();
         let passed = match budget.trim(&nack(&storm)) {
             Trimmed::Part(trimmed) => trimmed
@@ -455,6 +512,47 @@ mod tests {
             }
         }
         pli
+    }
+
+    /// A stream the core never sent on is the session's own (`direct_video`): its NACKs are
+    /// neither trimmed nor turned into keyframe requests here, and reach the application.
+    #[test]
+    fn nacks_for_streams_the_session_sends_itself_pass_whole_to_the_application() {
+        use rtc::sansio::Protocol;
+        let refused = Counter::default();
+        let mut budget = NackBudget::new(refused.clone(), Arc::default(), 256);
+        budget.bind_local_stream(&StreamInfo {
+            ssrc: 7,
+            rtcp_feedback: vec![rtc::interceptor::RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            }],
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let storm: Vec<(u16, u16)> = (0..200u16).map(|i| (i * 17, 0xffff)).collect();
+        for t in [t0, t0 + HOLE_GRACE * 2, t0 + HOLE_GRACE * 4] {
+            budget
+                .handle_read(tagged(t, Packet::Rtcp(vec![Box::new(nack(&storm))])))
+                .unwrap();
+            let msg = budget.poll_read().expect("passed on");
+            assert!(
+                msg.message
+                    .attributes
+                    .iter()
+                    .any(|a| matches!(a, Attribute::DeliverToApplication))
+            );
+            let Packet::Rtcp(packets) = &msg.message.packet else {
+                panic!("RTCP expected");
+            };
+            assert_eq!(packets.len(), 1, "no PLI added");
+            let passed = packets[0]
+                .as_any()
+                .downcast_ref::<TransportLayerNack>()
+                .unwrap();
+            assert_eq!(passed.nacks.len(), storm.len(), "not trimmed");
+        }
+        assert_eq!(refused.get(), 0);
     }
 
     #[test]

@@ -32,11 +32,13 @@ use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_AV1, MIME_TYPE
 use rtc::peer_connection::event::RTCTrackEvent;
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RTCRtpRtxParameters,
+    RtpCodecKind,
 };
 
 use super::dc_protocol::{self, ClientDcMessage, MediaMapEntry};
-use super::direct_rtp::{AudioHeader, DirectSender, Route};
+use super::direct_rtp::{DirectHeader, DirectSender, Route};
+use super::direct_video::{SendSideEstimate, VideoLeg, Wire};
 use super::engine;
 use super::relay::{Relay, RelayEvent, RelayTransport};
 use super::simulcast::{Layer, LayerSwitcher, Verdict};
@@ -181,10 +183,37 @@ struct Leg {
     /// Holds the last request.
     awaiting_keyframe: Option<Instant>,
     /// Audio legs are sent by the session itself once the SRTP keys are known (see
-    /// `direct_rtp`); the core sends video.
+    /// `direct_rtp`), packet by packet.
     direct: bool,
-    /// Rollover counter of the leg's SSRC on the direct path.
+    /// Rollover counter of the leg's SSRC on the direct audio path.
     rollover: Rollover,
+    /// How a video leg is sent, decided at its first packet and kept (the NACK history and
+    /// the transport-wide numbering cannot move between the core and the session).
+    video: VideoPath,
+    /// The RTX SSRC we named for a video leg (used if the receiver negotiates RTX).
+    rtx_ssrc: Option<u32>,
+    /// Negotiated on this leg: RTX payload type and transport-wide extension ID.
+    rtx_payload_type: Option<u8>,
+    transport_ext: Option<u8>,
+}
+
+/// Who sends a video leg's packets.
+enum VideoPath {
+    Undecided,
+    /// The session (`direct_video`).
+    Direct(Box<VideoLeg>),
+    /// The core (AES-CM sessions, sessions with SFU-side TURN relays).
+    Core,
+}
+
+impl std::fmt::Debug for VideoPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Undecided => "Undecided",
+            Self::Direct(_) => "Direct",
+            Self::Core => "Core",
+        })
+    }
 }
 
 /// How long a receiver waits between keyframe requests while it has none.
@@ -312,8 +341,15 @@ pub struct Session {
     connected_routes: u8,
     /// Payload bytes sent on the direct path (the core's statistics do not see them).
     direct_bytes_sent: u64,
-    /// Packets sent on the direct path since the metrics last got them.
+    /// Retransmissions sent on the direct video path.
+    direct_retransmitted: u64,
+    /// Audio and video packets sent on the direct path since the metrics last got them.
     unreported_direct_packets: u64,
+    unreported_direct_video_packets: u64,
+    /// Transport-wide numbering and the send-side estimate of the direct video path.
+    estimate: Option<SendSideEstimate>,
+    /// Receivers' NACKs refused for lack of budget (shared with the core's streams).
+    refused_retransmissions: prometheus_client::metrics::counter::Counter,
 }
 
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
@@ -353,11 +389,12 @@ impl Session {
         now: Instant,
     ) -> Result<Self, SessionError> {
         let feedback = Arc::<super::nack_budget::FeedbackTally>::default();
+        let refused_retransmissions = metrics.quality.refused_retransmissions.clone();
         let srtp_keys = KeyCapture::new().map_err(|e| SessionError::Rtc(e.to_string()))?;
         let pc = engine::peer_connection(
             &ufrag,
             pwd,
-            metrics.quality.refused_retransmissions.clone(),
+            refused_retransmissions.clone(),
             feedback.clone(),
             srtp_keys.clone(),
             now,
@@ -413,14 +450,21 @@ impl Session {
             media_route: None,
             connected_routes: 0,
             direct_bytes_sent: 0,
+            direct_retransmitted: 0,
             unreported_direct_packets: 0,
+            unreported_direct_video_packets: 0,
+            estimate: None,
+            refused_retransmissions,
         })
     }
 
     /// Feeds the send-side bandwidth estimate to the simulcast legs (layer choice).
     fn apply_estimate(&mut self, now: Instant) {
         // The estimate starts at the maximum; the controller reports it once it changes.
-        let estimate = self.feedback.estimate().unwrap_or(engine::BWE_MAX_BPS);
+        let estimate = match &self.estimate {
+            Some(own) => own.target_bitrate(),
+            None => self.feedback.estimate().unwrap_or(engine::BWE_MAX_BPS),
+        };
         tracing::trace!(session_id = %self.config.session_id, estimate_bps = estimate as u64, "bandwidth estimate");
         for leg in self.legs.values_mut() {
             if let Some(layer) = leg
@@ -482,8 +526,9 @@ impl Session {
             counters.bytes_sent += stream.sent_rtp_stream_stats.bytes_sent;
             counters.retransmitted_packets += stream.retransmitted_packets_sent;
         }
-        // Forwarded audio bypasses the core (`direct_rtp`): its statistics miss those bytes.
+        // Media on the direct path bypasses the core: its statistics miss those bytes.
         counters.bytes_sent += self.direct_bytes_sent;
+        counters.retransmitted_packets += self.direct_retransmitted;
         // The core's statistics never see inbound RTCP: NACKs and receiver-report loss come
         // from our feedback interceptor, per period.
         let (nacks_received, remote_loss) = self.feedback.take();
@@ -693,6 +738,8 @@ impl Session {
         let is_audio = track.mime.starts_with("audio/");
         let codec = engine::codec_for(&track.mime);
         let ssrc: u32 = rand::random();
+        // Named here so the direct video path knows it (the core mints one otherwise).
+        let rtx_ssrc = (!is_audio).then(rand::random::<u32>);
         let out_track = MediaStreamTrack::new(
             track.publisher.clone(),
             track.out_id.clone(),
@@ -705,6 +752,7 @@ impl Session {
             vec![RTCRtpEncodingParameters {
                 rtp_coding_parameters: RTCRtpCodingParameters {
                     ssrc: Some(ssrc),
+                    rtx: rtx_ssrc.map(|ssrc| RTCRtpRtxParameters { ssrc }),
                     ..Default::default()
                 },
                 codec: codec.unwrap_or_else(|| RTCRtpCodec {
@@ -735,6 +783,10 @@ impl Session {
                             .then_some(now),
                         direct: is_audio,
                         rollover: Rollover::default(),
+                        video: VideoPath::Undecided,
+                        rtx_ssrc,
+                        rtx_payload_type: None,
+                        transport_ext: None,
                     },
                 );
                 self.negotiate(now, out);
@@ -915,6 +967,68 @@ impl Session {
         }
     }
 
+    /// NACKs and transport-wide feedback from this receiver about the video legs the session
+    /// sends itself (`direct_video`): retransmissions within the leg's budget, or a keyframe
+    /// request where none can help; the feedback drives the session's estimate.
+    fn handle_send_side_feedback(
+        &mut self,
+        now: Instant,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+        out: &mut Outputs,
+    ) {
+        use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
+        use rtc::rtcp::transport_feedbacks::transport_layer_nack::TransportLayerNack;
+        let (Some(sender), Some(route), Some(estimate)) =
+            (&self.direct, self.media_route, &mut self.estimate)
+        else {
+            return; // no direct video sent yet
+        };
+        for packet in packets {
+            let any = packet.as_any();
+            if let Some(feedback) = any.downcast_ref::<TransportLayerCc>() {
+                estimate.on_feedback(now, feedback);
+                continue;
+            }
+            let Some(nack) = any.downcast_ref::<TransportLayerNack>() else {
+                continue;
+            };
+            let Some(leg) = self
+                .legs
+                .values_mut()
+                .find(|leg| leg.ssrc == nack.media_ssrc)
+            else {
+                continue;
+            };
+            let VideoPath::Direct(video) = &mut leg.video else {
+                continue; // the core's stream: its responder answers
+            };
+            let mut wire = Wire {
+                sender,
+                estimate,
+                transport_ext: leg.transport_ext,
+                arena: &mut out.direct_arena,
+                now,
+            };
+            let mut sealed = Vec::new();
+            let resent = video.resend(&mut wire, nack, &self.refused_retransmissions, &mut sealed);
+            self.direct_retransmitted += resent.packets;
+            out.transmits
+                .extend(sealed.into_iter().map(|data| Transmit {
+                    local: route.local,
+                    peer: route.peer,
+                    protocol: route.protocol,
+                    data,
+                }));
+            if resent.keyframe_wanted {
+                out.keyframe_requests.push(KeyframeRequest {
+                    publisher: leg.track.publisher.clone(),
+                    source_id: leg.track.source_id.clone(),
+                    layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
+                });
+            }
+        }
+    }
+
     /// Forwards one packet of a published track to this participant.
     pub fn forward(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
         if self.closed.is_some() {
@@ -932,11 +1046,22 @@ impl Session {
                     .iter()
                     .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
                     .map(|c| c.payload_type);
-                leg.audio_level_ext = parameters
-                    .header_extensions
-                    .iter()
-                    .find(|e| e.uri == engine::AUDIO_LEVEL_URI)
-                    .and_then(|e| u8::try_from(e.id).ok());
+                let extension = |uri: &str| {
+                    parameters
+                        .header_extensions
+                        .iter()
+                        .find(|e| e.uri == uri)
+                        .and_then(|e| u8::try_from(e.id).ok())
+                };
+                leg.audio_level_ext = extension(engine::AUDIO_LEVEL_URI);
+                leg.transport_ext = extension(engine::TWCC_URI);
+                leg.rtx_payload_type = leg.payload_type.and_then(|pt| {
+                    parameters
+                        .codecs
+                        .iter()
+                        .find(|c| engine::is_rtx_for(&c.rtp_codec, pt))
+                        .map(|c| c.payload_type)
+                });
             }
         }
         let Some(payload_type) = leg.payload_type else {
@@ -948,13 +1073,15 @@ impl Session {
                 self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
             }
             if let (Some(direct), Some(route)) = (&self.direct, self.media_route) {
-                let header = AudioHeader {
+                let header = DirectHeader {
                     marker: source.marker,
                     payload_type,
                     sequence_number: source.sequence_number,
                     timestamp: source.timestamp,
                     ssrc: leg.ssrc,
                     audio_level: leg.audio_level_ext.zip(inbound.audio_level),
+                    transport_sequence: None,
+                    original_sequence: None,
                 };
                 let payload = &inbound.packet.payload;
                 if let Some(data) =
@@ -1056,6 +1183,61 @@ impl Session {
                     rewritten.picture_id,
                     rewritten.tl0,
                 );
+            }
+        }
+        if !leg.direct {
+            if matches!(leg.video, VideoPath::Undecided) {
+                if self.direct.is_none() && self.relays.is_empty() {
+                    self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
+                }
+                leg.video = match (&self.direct, self.media_route) {
+                    (Some(_), Some(_)) => VideoPath::Direct(Box::new(VideoLeg::new(
+                        payload_type,
+                        engine::nack_buffer_size(),
+                        leg.rtx_ssrc.zip(leg.rtx_payload_type),
+                    ))),
+                    // Connected without keys (AES-CM), or relayed: the core sends.
+                    _ if self.connected_at.is_some() || !self.relays.is_empty() => VideoPath::Core,
+                    // Before DTLS completes nothing can be sent, by the core either.
+                    _ => return,
+                };
+                tracing::debug!(session_id = %self.config.session_id, publisher = %leg.track.publisher, path = ?leg.video, "video leg sent by");
+            }
+            if let VideoPath::Direct(video) = &mut leg.video {
+                let (Some(sender), Some(route)) = (&self.direct, self.media_route) else {
+                    return;
+                };
+                let estimate = self
+                    .estimate
+                    .get_or_insert_with(|| SendSideEstimate::new(engine::estimator()));
+                let mut wire = Wire {
+                    sender,
+                    estimate,
+                    transport_ext: leg.transport_ext,
+                    arena: &mut out.direct_arena,
+                    now,
+                };
+                let header = DirectHeader {
+                    marker: packet.header.marker,
+                    payload_type,
+                    sequence_number: packet.header.sequence_number,
+                    timestamp: packet.header.timestamp,
+                    ssrc: leg.ssrc,
+                    audio_level: None,
+                    transport_sequence: None,
+                    original_sequence: None,
+                };
+                if let Some(data) = video.send(&mut wire, header, &packet.payload) {
+                    self.direct_bytes_sent += packet.payload.len() as u64;
+                    self.unreported_direct_video_packets += 1;
+                    out.transmits.push(Transmit {
+                        local: route.local,
+                        peer: route.peer,
+                        protocol: route.protocol,
+                        data,
+                    });
+                }
+                return;
             }
         }
         if let (Some(id), Some(level)) = (leg.audio_level_ext, inbound.audio_level) {
@@ -1183,11 +1365,9 @@ impl Session {
         let lock_deadline = self.client_lock_since.map(|t| t + CLIENT_LOCK_TIMEOUT);
         let relay_deadline = self.relays.iter_mut().filter_map(Relay::poll_timeout).min();
         let quality_deadline = self.connected_at.map(|_| self.quality_due);
-        let estimate_deadline = self
-            .legs
-            .values()
-            .any(|l| l.switcher.is_some())
-            .then_some(self.estimate_due);
+        let estimate_deadline = (self.estimate.is_some()
+            || self.legs.values().any(|l| l.switcher.is_some()))
+        .then_some(self.estimate_due);
         [
             self.pc.poll_timeout(),
             offer_deadline,
@@ -1247,6 +1427,9 @@ impl Session {
         let estimate_due = now >= self.estimate_due;
         if estimate_due {
             self.estimate_due = now + ESTIMATE_PERIOD;
+        }
+        if estimate_due && let Some(estimate) = &mut self.estimate {
+            estimate.prune(now);
         }
         if estimate_due && self.legs.values().any(|l| l.switcher.is_some()) {
             self.apply_estimate(now);
@@ -1545,8 +1728,13 @@ impl Session {
     /// Adds the direct path's packets since the last report to the metrics (per sample, not
     /// per packet: a shared counter per copy would bounce its cache line between workers).
     fn report_direct_packets(&mut self) {
-        let metrics = &self.metrics.quality.direct_audio_packets;
-        metrics.inc_by(std::mem::take(&mut self.unreported_direct_packets));
+        let quality = &self.metrics.quality;
+        quality
+            .direct_audio_packets
+            .inc_by(std::mem::take(&mut self.unreported_direct_packets));
+        quality
+            .direct_video_packets
+            .inc_by(std::mem::take(&mut self.unreported_direct_video_packets));
     }
 
     /// Remembers where the core sends DTLS and SRTP/SRTCP (RFC 7983 first bytes 20–63 and
@@ -1601,7 +1789,8 @@ impl Session {
                         self.handle_dc_message(now, dc, &message.data, out)
                     }
                     RTCMessage::RtcpPacket(_, packets) => {
-                        self.relay_keyframe_requests(&packets, out)
+                        self.relay_keyframe_requests(&packets, out);
+                        self.handle_send_side_feedback(now, &packets, out);
                     }
                     RTCMessage::RtpPacket(track_id, packet) => {
                         let Some(track) = self.published.iter().find(|t| t.source_id == track_id)
