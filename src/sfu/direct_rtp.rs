@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 
+use super::srtp_cm::SrtpCm;
 use super::srtp_gcm::{Rollover, SrtpGcm, TAG_LEN};
 use super::srtp_keys::SessionKeys;
 use crate::net::addresses::Protocol;
@@ -33,7 +34,14 @@ pub struct Route {
 
 /// A session's sender for forwarded media.
 pub struct DirectSender {
-    srtp: SrtpGcm,
+    srtp: Protection,
+}
+
+/// The negotiated SRTP profile's context (boxed: the key schedules are large, and most
+/// sessions have one or the other, or none before the handshake).
+enum Protection {
+    Gcm(Box<SrtpGcm>),
+    Cm(Box<SrtpCm>),
 }
 
 /// One forwarded packet's header fields (as the receiver's leg numbers them).
@@ -63,9 +71,13 @@ const ARENA_BYTES: usize = 32 * 1024;
 
 impl DirectSender {
     pub fn new(keys: &SessionKeys) -> Self {
-        Self {
-            srtp: SrtpGcm::new(&keys.key, &keys.salt),
-        }
+        let srtp = match keys {
+            SessionKeys::Gcm { key, salt } => Protection::Gcm(Box::new(SrtpGcm::new(key, salt))),
+            SessionKeys::Cm { key, salt, auth } => {
+                Protection::Cm(Box::new(SrtpCm::new(key, salt, auth)))
+            }
+        };
+        Self { srtp }
     }
 
     /// The SRTP packet for `header` + `payload`, carved from `arena` (a block shared by the
@@ -91,7 +103,11 @@ impl DirectSender {
         arena.extend_from_slice(&[0; TAG_LEN]);
         let mut buf = arena.split();
         let roc = rollover.roc_for(header.sequence_number);
-        let sealed = self.srtp.protect(&mut buf, len, roc)?;
+        // Room for the longer tag (GCM's); AES-CM's is shorter.
+        let sealed = match &self.srtp {
+            Protection::Gcm(srtp) => srtp.protect(&mut buf, len, roc)?,
+            Protection::Cm(srtp) => srtp.protect(&mut buf, len, roc)?,
+        };
         buf.truncate(sealed);
         Some(buf)
     }
@@ -135,22 +151,37 @@ mod tests {
 
     use crate::sfu::srtp_keys::KeyCapture;
 
+    use rtc::srtp::protection_profile::ProtectionProfile;
+
     /// The keys learned from the core's own SRTP context encrypt exactly as that context
     /// does, and the core's remote side decrypts what the direct path sends, across a
-    /// sequence-number wrap.
+    /// sequence-number wrap: AEAD_AES_128_GCM.
     #[test]
-    fn direct_packets_match_the_cores_srtp_and_decrypt_with_it() {
+    fn direct_gcm_packets_match_the_cores_srtp_and_decrypt_with_it() {
+        matches_the_core(ProtectionProfile::AeadAes128Gcm, 12, TAG_LEN);
+    }
+
+    /// The same for AES_CM_128_HMAC_SHA1_80 (what Chromium negotiates).
+    #[test]
+    fn direct_aes_cm_packets_match_the_cores_srtp_and_decrypt_with_it() {
+        matches_the_core(
+            ProtectionProfile::Aes128CmHmacSha1_80,
+            14,
+            crate::sfu::srtp_cm::CM_TAG_LEN,
+        );
+    }
+
+    fn matches_the_core(profile: ProtectionProfile, salt_len: usize, tag_len: usize) {
         use rtc::crypto::RTCCryptoProvider;
         use rtc::srtp::context::Context;
-        use rtc::srtp::protection_profile::ProtectionProfile;
 
         let master_key = [0x11u8; 16];
-        let master_salt = [0x22u8; 12];
+        let master_salt = vec![0x22u8; salt_len];
         let capture = KeyCapture::new().unwrap();
         let mut core_sender = Context::new(
             &master_key,
             &master_salt,
-            ProtectionProfile::AeadAes128Gcm,
+            profile,
             None,
             None,
             capture.crypto(),
@@ -161,7 +192,7 @@ mod tests {
         let mut core_receiver = Context::new(
             &master_key,
             &master_salt,
-            ProtectionProfile::AeadAes128Gcm,
+            profile,
             None,
             None,
             provider.crypto(),
@@ -189,7 +220,7 @@ mod tests {
                 .unwrap();
 
             // The core encrypting the same plaintext gives the same bytes.
-            let plain_len = sealed.len() - TAG_LEN;
+            let plain_len = sealed.len() - tag_len;
             let mut plain = sealed[..plain_len].to_vec();
             let header_len = write_header(&mut [0; MAX_HEADER_LEN], &header);
             let mut body = header
@@ -217,16 +248,15 @@ mod tests {
     }
 
     #[test]
-    fn no_keys_are_learned_from_the_aes_cm_profile() {
+    fn no_keys_are_learned_from_other_profiles() {
         use rtc::crypto::RTCCryptoProvider;
         use rtc::srtp::context::Context;
-        use rtc::srtp::protection_profile::ProtectionProfile;
 
         let capture = KeyCapture::new().unwrap();
         Context::new(
-            &[1; 16],
-            &[2; 14],
-            ProtectionProfile::Aes128CmHmacSha1_80,
+            &[1; 32],
+            &[2; 12],
+            ProtectionProfile::AeadAes256Gcm,
             None,
             None,
             capture.crypto(),

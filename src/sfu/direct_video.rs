@@ -324,7 +324,7 @@ mod tests {
     /// the estimate's history records; packets never sent or overwritten are skipped.
     #[test]
     fn nacked_packets_are_resent_on_rtx_with_transport_wide_numbers() {
-        let sender = DirectSender::new(&SessionKeys {
+        let sender = DirectSender::new(&SessionKeys::Gcm {
             key: KEY,
             salt: SALT,
         });
@@ -406,7 +406,7 @@ mod tests {
     /// Without RTX a retransmission repeats the original packet on the media SSRC.
     #[test]
     fn without_rtx_the_original_packet_is_repeated() {
-        let sender = DirectSender::new(&SessionKeys {
+        let sender = DirectSender::new(&SessionKeys::Gcm {
             key: KEY,
             salt: SALT,
         });

@@ -115,14 +115,13 @@ pub fn codec_for(mime: &str) -> Option<RTCRtpCodec> {
     })
 }
 
-/// Whether `codec` is the RTX format (RFC 4588) repairing payload type `payload_type`.
-pub fn is_rtx_for(codec: &RTCRtpCodec, payload_type: u8) -> bool {
-    codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_RTX)
-        && codec
-            .sdp_fmtp_line
-            .split(';')
-            .filter_map(|p| p.trim().strip_prefix("apt="))
-            .any(|apt| apt.parse() == Ok(payload_type))
+/// The RTX payload type we register for a video payload type.
+pub fn rtx_payload_type_for(payload_type: u8) -> Option<u8> {
+    match payload_type {
+        VP8_PT => Some(VP8_RTX_PT),
+        AV1_PT => Some(AV1_RTX_PT),
+        _ => None,
+    }
 }
 
 /// The codecs and extensions of spec media-plane §3.3/§3.5.

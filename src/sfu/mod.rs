@@ -13,6 +13,7 @@ pub mod relay;
 pub mod sent_window;
 pub mod session;
 pub mod simulcast;
+pub mod srtp_cm;
 pub mod srtp_gcm;
 pub mod srtp_keys;
 pub mod tracks;

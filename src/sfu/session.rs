@@ -1040,7 +1040,8 @@ impl Session {
         if leg.payload_type.is_none() {
             let mime = leg.track.mime.clone();
             if let Some(mut sender) = self.pc.rtp_sender(leg.sender) {
-                let parameters = &sender.get_parameters().rtp_parameters;
+                let send_parameters = sender.get_parameters();
+                let parameters = &send_parameters.rtp_parameters;
                 leg.payload_type = parameters
                     .codecs
                     .iter()
@@ -1055,13 +1056,16 @@ impl Session {
                 };
                 leg.audio_level_ext = extension(engine::AUDIO_LEVEL_URI);
                 leg.transport_ext = extension(engine::TWCC_URI);
-                leg.rtx_payload_type = leg.payload_type.and_then(|pt| {
-                    parameters
-                        .codecs
-                        .iter()
-                        .find(|c| engine::is_rtx_for(&c.rtp_codec, pt))
-                        .map(|c| c.payload_type)
-                });
+                // The core keeps an encoding's RTX SSRC only if the receiver accepted RTX;
+                // the payload type is the one our offer gave it.
+                let rtx_negotiated = send_parameters
+                    .encodings
+                    .first()
+                    .is_some_and(|e| e.rtp_coding_parameters.rtx.is_some());
+                leg.rtx_payload_type = leg
+                    .payload_type
+                    .filter(|_| rtx_negotiated)
+                    .and_then(engine::rtx_payload_type_for);
             }
         }
         let Some(payload_type) = leg.payload_type else {
@@ -1201,7 +1205,7 @@ impl Session {
                     // Before DTLS completes nothing can be sent, by the core either.
                     _ => return,
                 };
-                tracing::debug!(session_id = %self.config.session_id, publisher = %leg.track.publisher, path = ?leg.video, "video leg sent by");
+                tracing::debug!(session_id = %self.config.session_id, publisher = %leg.track.publisher, path = ?leg.video, rtx = ?leg.rtx_ssrc.zip(leg.rtx_payload_type), transport_ext = ?leg.transport_ext, "video leg sent by");
             }
             if let VideoPath::Direct(video) = &mut leg.video {
                 let (Some(sender), Some(route)) = (&self.direct, self.media_route) else {

@@ -106,7 +106,7 @@ impl Rollover {
     }
 }
 
-fn ids(packet: &[u8]) -> (u32, u16) {
+pub(super) fn ids(packet: &[u8]) -> (u32, u16) {
     (
         u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
         u16::from_be_bytes([packet[2], packet[3]]),
@@ -114,7 +114,7 @@ fn ids(packet: &[u8]) -> (u32, u16) {
 }
 
 /// Length of the RTP header (fixed part, CSRCs, extension).
-fn header_len(packet: &[u8]) -> Option<usize> {
+pub(super) fn header_len(packet: &[u8]) -> Option<usize> {
     if packet.len() < 12 || packet[0] >> 6 != 2 {
         return None;
     }

@@ -1648,7 +1648,7 @@ async function scrapeMetrics() {
     const text = await res.text();
     const out = {};
     for (const line of text.split('\n')) {
-        const m = /^(rtcd_rtc_(?:retransmissions_refused_total|nacks_received_total|nacks_sent_total|retransmitted_packets_total|keyframe_wait_seconds_count|keyframe_wait_seconds_sum))\s+(\S+)/.exec(line);
+        const m = /^(rtcd_rtc_(?:retransmissions_refused_total|nacks_received_total|nacks_sent_total|retransmitted_packets_total|direct_audio_packets_total|direct_video_packets_total|keyframe_wait_seconds_count|keyframe_wait_seconds_sum))\s+(\S+)/.exec(line);
         if (m) out[m[1]] = Number(m[2]);
     }
     return out;
@@ -1717,12 +1717,16 @@ async function scenarioLoss() {
             rtcdNacksReceived: delta(m0, m1, 'rtcd_rtc_nacks_received_total'),
             rtcdRetransmitted: delta(m0, m1, 'rtcd_rtc_retransmitted_packets_total'),
             rtcdNacksSent: delta(m0, m1, 'rtcd_rtc_nacks_sent_total'),
+            // The audio and video rtcd forwards are sealed by the session itself (direct path,
+            // AES-CM as Chromium negotiates it), and so are the retransmissions checked here.
+            rtcdDirectVideo: delta(m0, m1, 'rtcd_rtc_direct_video_packets_total'),
+            rtcdDirectAudio: delta(m0, m1, 'rtcd_rtc_direct_audio_packets_total'),
             chromiumBNacks: sum(vb1, (x) => x.nackCount) - sum(vb0, (x) => x.nackCount),
             chromiumBRetransmittedReceived: sum(vb1, (x) => x.retransmittedPacketsReceived) - sum(vb0, (x) => x.retransmittedPacketsReceived),
             chromiumARetransmittedSent: sum((a1.outbound || []).filter((o) => o.kind === 'video'), (x) => x.retransmittedPacketsSent) - sum((a0.outbound || []).filter((o) => o.kind === 'video'), (x) => x.retransmittedPacketsSent),
         };
         summary.loss.underLoss = d;
-        for (const k of ['rtcdNacksReceived', 'rtcdRetransmitted', 'rtcdNacksSent', 'chromiumBRetransmittedReceived', 'chromiumARetransmittedSent']) {
+        for (const k of ['rtcdNacksReceived', 'rtcdRetransmitted', 'rtcdNacksSent', 'rtcdDirectVideo', 'rtcdDirectAudio', 'chromiumBRetransmittedReceived', 'chromiumARetransmittedSent']) {
             if (!(d[k] > 0)) throw new CheckFailed(`${k} did not rise: ${JSON.stringify(d)}`);
         }
         return d;
