@@ -183,7 +183,7 @@ struct Leg {
     /// Holds the last request.
     awaiting_keyframe: Option<Instant>,
     /// Audio legs are sent by the session itself once the SRTP keys are known (see
-    /// `direct_rtp`), packet by packet.
+    /// `direct_rtp`), packet by packet (the core sends any audio before that).
     direct: bool,
     /// Rollover counter of the leg's SSRC on the direct audio path.
     rollover: Rollover,
@@ -202,7 +202,8 @@ enum VideoPath {
     Undecided,
     /// The session (`direct_video`).
     Direct(Box<VideoLeg>),
-    /// The core (AES-CM sessions, sessions with SFU-side TURN relays).
+    /// The core (sessions with SFU-side TURN relays, whose media goes through the relay,
+    /// and SRTP profiles whose keys we do not learn).
     Core,
 }
 
@@ -1200,7 +1201,7 @@ impl Session {
                         engine::nack_buffer_size(),
                         leg.rtx_ssrc.zip(leg.rtx_payload_type),
                     ))),
-                    // Connected without keys (AES-CM), or relayed: the core sends.
+                    // Connected without keys (another profile), or relayed: the core sends.
                     _ if self.connected_at.is_some() || !self.relays.is_empty() => VideoPath::Core,
                     // Before DTLS completes nothing can be sent, by the core either.
                     _ => return,
