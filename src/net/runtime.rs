@@ -30,7 +30,7 @@ use crate::calls::SessionConfig;
 use crate::config::{RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaPlane, Signal};
 use crate::sfu::relay::RelayTransport;
-use crate::sfu::session::Datagram;
+use crate::sfu::session::{Datagram, Transmit};
 use crate::sfu::worker::Worker;
 
 /// Datagrams queued per worker before the receive thread drops.
@@ -477,6 +477,58 @@ impl WorkerDriver {
     }
 }
 
+/// Pending transmits are sent once this many are queued, not only at the end of a turn: a
+/// turn can read hundreds of datagrams, and the first copies would otherwise wait for the
+/// last (latency), while `sendmmsg` batches of [`super::batch::BATCH`] stay full.
+const SEND_AT: usize = 2 * super::batch::BATCH;
+
+/// Where a worker's transmits go.
+struct Outputs<'a> {
+    sockets: &'a HashMap<SocketAddr, Arc<UdpSocket>>,
+    tcp_writers: &'a HashMap<(SocketAddr, SocketAddr), TcpWriter>,
+    relay_sockets: &'a HashMap<SocketAddr, RelaySocket>,
+}
+
+impl Outputs<'_> {
+    /// Sends the transmits if at least [`SEND_AT`] are pending.
+    fn send_some(&self, transmits: &mut Vec<Transmit>, batch: &mut SendBatch) {
+        if transmits.len() >= SEND_AT {
+            self.send(transmits, batch);
+        }
+    }
+
+    /// Sends every pending transmit: media sockets in `sendmmsg` batches, ICE-TCP to the
+    /// connection's writer, relayed ones through their TURN socket.
+    fn send(&self, transmits: &mut Vec<Transmit>, batch: &mut SendBatch) {
+        for (local, socket) in self.sockets {
+            let mine = transmits
+                .iter()
+                .filter(|t| t.protocol == Protocol::Udp && t.local == *local)
+                .map(|t| (t.peer, &t.data[..]));
+            batch.send(socket, mine);
+        }
+        for transmit in transmits.drain(..) {
+            match (transmit.protocol, self.sockets.get(&transmit.local)) {
+                (Protocol::Udp, Some(_)) => {} // sent above
+                (Protocol::Tcp, _) => {
+                    if let Some(writer) = self.tcp_writers.get(&(transmit.local, transmit.peer)) {
+                        // A full queue (slow client) drops the packet; the worker never waits.
+                        let _ = writer.try_send(transmit.data);
+                    }
+                }
+                (Protocol::Udp, None) => match self.relay_sockets.get(&transmit.local) {
+                    Some(relay) => {
+                        if let Err(e) = relay.socket.send(&transmit.data) {
+                            tracing::debug!(peer = %transmit.peer, "TURN send failed: {e}");
+                        }
+                    }
+                    None => tracing::debug!(local = %transmit.local, "no socket for transmit"),
+                },
+            }
+        }
+    }
+}
+
 /// Loop of one worker thread.
 fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: WorkerDriver) {
     let WorkerDriver {
@@ -509,6 +561,11 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
             .into_iter()
             .chain(ready.iter().map(|event| event.token()))
             .filter(|token| *token != queue::WAKE_TOKEN);
+        let outputs = Outputs {
+            sockets,
+            tcp_writers: &tcp_writers,
+            relay_sockets: &relay_sockets,
+        };
         for token in tokens {
             let more = flow_sockets.read(token, |local, peer, data| {
                 let datagram = Datagram {
@@ -518,6 +575,7 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
                     data,
                 };
                 worker.datagram(Instant::now(), datagram);
+                outputs.send_some(&mut worker.out.transmits, &mut send_batch);
             });
             if more && !unfinished.contains(&token) {
                 unfinished.push(token);
@@ -527,7 +585,15 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
         for input in inputs.try_iter().take(256) {
             let now = Instant::now();
             match input {
-                Input::Datagram(datagram) => worker.datagram(now, datagram),
+                Input::Datagram(datagram) => {
+                    worker.datagram(now, datagram);
+                    let outputs = Outputs {
+                        sockets,
+                        tcp_writers: &tcp_writers,
+                        relay_sockets: &relay_sockets,
+                    };
+                    outputs.send_some(&mut worker.out.transmits, &mut send_batch);
+                }
                 Input::TcpOpened {
                     local,
                     peer,
@@ -555,34 +621,12 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
             }
         }
         worker.handle_timeout(Instant::now());
-        // Media sockets: one sendmmsg per batch of datagrams.
-        for (local, socket) in sockets {
-            let transmits = &worker.out.transmits;
-            let mine = transmits
-                .iter()
-                .filter(|t| t.protocol == Protocol::Udp && t.local == *local)
-                .map(|t| (t.peer, &t.data[..]));
-            send_batch.send(socket, mine);
-        }
-        for transmit in worker.out.transmits.drain(..) {
-            match (transmit.protocol, sockets.get(&transmit.local)) {
-                (Protocol::Udp, Some(_)) => {} // sent above
-                (Protocol::Tcp, _) => {
-                    if let Some(writer) = tcp_writers.get(&(transmit.local, transmit.peer)) {
-                        // A full queue (slow client) drops the packet; the worker never waits.
-                        let _ = writer.try_send(transmit.data);
-                    }
-                }
-                (Protocol::Udp, None) => match relay_sockets.get(&transmit.local) {
-                    Some(relay) => {
-                        if let Err(e) = relay.socket.send(&transmit.data) {
-                            tracing::debug!(peer = %transmit.peer, "TURN send failed: {e}");
-                        }
-                    }
-                    None => tracing::debug!(local = %transmit.local, "no socket for transmit"),
-                },
-            }
-        }
+        let outputs = Outputs {
+            sockets,
+            tcp_writers: &tcp_writers,
+            relay_sockets: &relay_sockets,
+        };
+        outputs.send(&mut worker.out.transmits, &mut send_batch);
         for local in worker.out.released_relay_sockets.drain(..) {
             relay_sockets.remove(&local);
         }
