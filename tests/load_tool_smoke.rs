@@ -80,6 +80,55 @@ fn ten_participants_in_two_calls_through_rtcd() {
     assert!(json["rss_mib"].as_f64().unwrap() > 1.0, "{stdout}");
 }
 
+/// Participants that negotiate AES_CM_128_HMAC_SHA1_80 (as Chromium does) get their audio
+/// and video from rtcd's direct path too, and it arrives intact.
+#[test]
+fn aes_cm_participants_get_media_from_the_direct_path() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let json = daemon.dir.join("summary.json");
+    let output = rtcd_load()
+        .args(["sfu", "--register", "--participants", "10", "--calls", "2"])
+        .args([
+            "--screen-every",
+            "2",
+            "--screen-kbps",
+            "500",
+            "--srtp",
+            "cm",
+        ])
+        .args(["--duration", "3", "--warmup", "1"])
+        .args(["--url", &daemon.url])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let json = summary(&json);
+    assert_media_everywhere(&json, &stdout);
+    assert_eq!(json["picture_id_regressions"], 0, "{stdout}");
+    // The sessions ended with the run: their direct-path packets are counted.
+    let metrics = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        daemon
+            .client()
+            .request(hyper::Method::GET, "/metrics", None, None)
+            .await
+            .unwrap()
+            .text()
+    });
+    for series in [
+        "rtcd_rtc_direct_audio_packets_total ",
+        "rtcd_rtc_direct_video_packets_total ",
+    ] {
+        let packets = common::metric_value(&metrics, series).unwrap_or(0.0);
+        assert!(packets > 100.0, "{series}{packets}\n{metrics}");
+    }
+}
+
 #[test]
 fn the_floor_runs_the_same_scenario() {
     let dir = tempfile::tempdir().unwrap();

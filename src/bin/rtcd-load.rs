@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use rtcd::load::scenario::Scenario;
+use rtcd::load::scenario::{Scenario, SrtpProfile};
 use rtcd::load::{self, Target};
 use tokio_util::sync::CancellationToken;
 
@@ -84,6 +84,9 @@ struct ScenarioArgs {
     /// Also write the summary as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// SRTP profile the participants negotiate with rtcd (the floor always uses GCM).
+    #[arg(long, value_enum, default_value_t = SrtpProfile::Gcm)]
+    srtp: SrtpProfile,
 }
 
 impl ScenarioArgs {
@@ -105,6 +108,7 @@ impl ScenarioArgs {
                 + Duration::from_secs_f64(self.participants as f64 / self.join_rate.max(1.0)),
             bind_ip: self.bind_ip,
             port_base: self.port_base,
+            srtp: self.srtp,
         })
     }
 }

@@ -60,6 +60,8 @@ pub struct PeerPlan {
     pub speaker: bool,
     /// Screen-share bitrate in bit/s, if this participant shares.
     pub screen_bps: Option<u64>,
+    /// The only SRTP profile this peer accepts.
+    pub srtp: super::scenario::SrtpProfile,
 }
 
 /// Messages a peer asks the plugin connection to send.
@@ -267,6 +269,7 @@ impl Peer {
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_setting_engine(
                 rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder::new()
+                    .with_srtp_protection_profiles(vec![plan.srtp.dtls_profile()])
                     .build(),
             )
             .with_media_engine(engine)

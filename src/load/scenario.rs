@@ -36,6 +36,28 @@ pub struct Scenario {
     /// Participant `i` binds UDP port `port_base + i` (so a test can shape one of them);
     /// `None` = ephemeral ports.
     pub port_base: Option<u16>,
+    /// The SRTP profile the participants negotiate.
+    pub srtp: SrtpProfile,
+}
+
+/// SRTP profiles a simulated participant can insist on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SrtpProfile {
+    /// AEAD_AES_128_GCM (rtcd's first choice; what the floor uses).
+    #[default]
+    Gcm,
+    /// AES_CM_128_HMAC_SHA1_80 (what Chromium negotiates).
+    Cm,
+}
+
+impl SrtpProfile {
+    pub fn dtls_profile(self) -> rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile {
+        use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+        match self {
+            Self::Gcm => SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            Self::Cm => SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        }
+    }
 }
 
 impl Default for Scenario {
@@ -52,6 +74,7 @@ impl Default for Scenario {
             connect_timeout: Duration::from_secs(30),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             port_base: None,
+            srtp: SrtpProfile::Gcm,
         }
     }
 }
@@ -141,6 +164,7 @@ impl Scenario {
                     speaker: position < self.speakers_per_call,
                     screen_bps: (shares && position + 1 == participants.len())
                         .then_some(self.screen_kbps * 1_000),
+                    srtp: self.srtp,
                 });
             }
         }
