@@ -514,13 +514,8 @@ mod tests {
         pli
     }
 
-    /// A stream the core never sent on is the session's own (`direct_video`): its NACKs are
-    /// neither trimmed nor turned into keyframe requests here, and reach the application.
-    #[test]
-    fn nacks_for_streams_the_session_sends_itself_pass_whole_to_the_application() {
-        use rtc::sansio::Protocol;
-        let refused = Counter::default();
-        let mut budget = NackBudget::new(refused.clone(), Arc::default(), 256);
+    /// Binds stream 7 with NACK feedback, as the core does for a video leg.
+    fn bind_nack_stream(budget: &mut NackBudget) {
         budget.bind_local_stream(&StreamInfo {
             ssrc: 7,
             rtcp_feedback: vec![rtc::interceptor::RTCPFeedback {
@@ -529,6 +524,16 @@ mod tests {
             }],
             ..Default::default()
         });
+    }
+
+    /// A stream the core never sent on is the session's own (`direct_video`): its NACKs are
+    /// neither trimmed nor turned into keyframe requests here, and reach the application.
+    #[test]
+    fn nacks_for_streams_the_session_sends_itself_pass_whole_to_the_application() {
+        use rtc::sansio::Protocol;
+        let refused = Counter::default();
+        let mut budget = NackBudget::new(refused.clone(), Arc::default(), 256);
+        bind_nack_stream(&mut budget);
         let t0 = Instant::now();
         let storm: Vec<(u16, u16)> = (0..200u16).map(|i| (i * 17, 0xffff)).collect();
         for t in [t0, t0 + HOLE_GRACE * 2, t0 + HOLE_GRACE * 4] {
@@ -559,14 +564,7 @@ mod tests {
     fn a_nack_for_a_packet_never_sent_asks_for_a_keyframe() {
         use rtc::sansio::Protocol;
         let mut budget = NackBudget::new(Counter::default(), Arc::default(), 256);
-        budget.bind_local_stream(&StreamInfo {
-            ssrc: 7,
-            rtcp_feedback: vec![rtc::interceptor::RTCPFeedback {
-                typ: "nack".into(),
-                parameter: String::new(),
-            }],
-            ..Default::default()
-        });
+        bind_nack_stream(&mut budget);
         let t0 = Instant::now();
         // Sequence 105 never reached us from the publisher.
         for seq in (100..=110u16).filter(|&s| s != 105) {

@@ -77,6 +77,18 @@ pub struct Transmit {
     pub data: BytesMut,
 }
 
+impl Route {
+    /// A datagram of the direct path on this route.
+    fn transmit(self, data: BytesMut) -> Transmit {
+        Transmit {
+            local: self.local,
+            peer: self.peer,
+            protocol: self.protocol,
+            data,
+        }
+    }
+}
+
 impl From<TaggedBytesMut> for Transmit {
     fn from(transmit: TaggedBytesMut) -> Self {
         Self {
@@ -1014,12 +1026,7 @@ impl Session {
             let resent = video.resend(&mut wire, nack, &self.refused_retransmissions, &mut sealed);
             self.direct_retransmitted += resent.packets;
             out.transmits
-                .extend(sealed.into_iter().map(|data| Transmit {
-                    local: route.local,
-                    peer: route.peer,
-                    protocol: route.protocol,
-                    data,
-                }));
+                .extend(sealed.into_iter().map(|data| route.transmit(data)));
             if resent.keyframe_wanted {
                 out.keyframe_requests.push(KeyframeRequest {
                     publisher: leg.track.publisher.clone(),
@@ -1094,12 +1101,7 @@ impl Session {
                 {
                     self.direct_bytes_sent += payload.len() as u64;
                     self.unreported_direct_packets += 1;
-                    out.transmits.push(Transmit {
-                        local: route.local,
-                        peer: route.peer,
-                        protocol: route.protocol,
-                        data,
-                    });
+                    out.transmits.push(route.transmit(data));
                 }
                 return;
             }
@@ -1235,12 +1237,7 @@ impl Session {
                 if let Some(data) = video.send(&mut wire, header, &packet.payload) {
                     self.direct_bytes_sent += packet.payload.len() as u64;
                     self.unreported_direct_video_packets += 1;
-                    out.transmits.push(Transmit {
-                        local: route.local,
-                        peer: route.peer,
-                        protocol: route.protocol,
-                        data,
-                    });
+                    out.transmits.push(route.transmit(data));
                 }
                 return;
             }
