@@ -11,9 +11,8 @@
 //!
 //! What the core no longer does for these packets, and who does it instead: for video, the
 //! NACK history, retransmissions and the send-side estimate move to `direct_video`; sender
-//! reports are not sent (no audio/video synchronisation exists between different
-//! participants' streams); audio is left out of the estimate, which only chooses simulcast
-//! layers, and is not NACKed (Opus legs negotiate no NACK).
+//! reports to `sender_reports`; audio is left out of the estimate, which only chooses
+//! simulcast layers, and is not NACKed (Opus legs negotiate no NACK).
 
 use std::net::SocketAddr;
 

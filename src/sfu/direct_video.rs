@@ -8,9 +8,8 @@
 //! packet and the send-side estimate computed from the receiver's feedback (the core's own
 //! `History` and `Gcc`, fed by us), which chooses simulcast layers.
 //!
-//! Not done here: sender reports (the core sends none for streams it never sent on; nothing
-//! synchronises one participant's screen with another's audio) and pacing (there is none on
-//! the core's path either).
+//! Not done here: sender reports (`sender_reports`, for audio and video alike) and pacing
+//! (there is none on the core's path either).
 
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod nack_budget;
 pub mod offer_filter;
 pub mod relay;
+pub mod sender_reports;
 pub mod sent_window;
 pub mod session;
 pub mod simulcast;

@@ -41,6 +41,7 @@ use super::direct_rtp::{DirectHeader, DirectSender, Route};
 use super::direct_video::{SendSideEstimate, VideoLeg, Wire};
 use super::engine;
 use super::relay::{Relay, RelayEvent, RelayTransport};
+use super::sender_reports::{self, SentStream};
 use super::simulcast::{Layer, LayerSwitcher, Verdict};
 use super::srtp_gcm::Rollover;
 use super::srtp_keys::KeyCapture;
@@ -207,6 +208,8 @@ struct Leg {
     /// Negotiated on this leg: RTX payload type and transport-wide extension ID.
     rtx_payload_type: Option<u8>,
     transport_ext: Option<u8>,
+    /// What the direct path sent on the leg's SSRC, for its sender reports.
+    sent: SentStream,
 }
 
 /// Who sends a video leg's packets.
@@ -363,6 +366,8 @@ pub struct Session {
     estimate: Option<SendSideEstimate>,
     /// Receivers' NACKs refused for lack of budget (shared with the core's streams).
     refused_retransmissions: prometheus_client::metrics::counter::Counter,
+    /// Next sender reports for the streams on the direct path.
+    reports_due: Instant,
 }
 
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
@@ -468,6 +473,7 @@ impl Session {
             unreported_direct_video_packets: 0,
             estimate: None,
             refused_retransmissions,
+            reports_due: now + sender_reports::AUDIO_REPORT_PERIOD,
         })
     }
 
@@ -800,6 +806,7 @@ impl Session {
                         rtx_ssrc,
                         rtx_payload_type: None,
                         transport_ext: None,
+                        sent: SentStream::default(),
                     },
                 );
                 self.negotiate(now, out);
@@ -1037,6 +1044,31 @@ impl Session {
         }
     }
 
+    /// Sender reports for the legs the session sends itself (the core reports only what it
+    /// sent), one compound packet per leg through the core's RTCP path.
+    fn send_sender_reports(&mut self, now: Instant) {
+        let wall = std::time::SystemTime::now();
+        let mut video = false;
+        for leg in self.legs.values() {
+            let clock_rate = if leg.direct { 48_000 } else { 90_000 };
+            let Some(report) = leg.sent.report(leg.ssrc, clock_rate, now, wall) else {
+                continue;
+            };
+            video |= !leg.direct;
+            if let Some(mut sender) = self.pc.rtp_sender(leg.sender)
+                && let Err(err) = sender.write_rtcp(now, vec![Box::new(report)])
+            {
+                tracing::trace!(session_id = %self.config.session_id, "sender report: {err}");
+            }
+        }
+        self.reports_due = now
+            + if video {
+                sender_reports::VIDEO_REPORT_PERIOD
+            } else {
+                sender_reports::AUDIO_REPORT_PERIOD
+            };
+    }
+
     /// Forwards one packet of a published track to this participant.
     pub fn forward(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
         if self.closed.is_some() {
@@ -1099,6 +1131,7 @@ impl Session {
                 if let Some(data) =
                     direct.seal(&header, payload, &mut leg.rollover, &mut out.direct_arena)
                 {
+                    leg.sent.on_sent(header.timestamp, payload.len(), now);
                     self.direct_bytes_sent += payload.len() as u64;
                     self.unreported_direct_packets += 1;
                     out.transmits.push(route.transmit(data));
@@ -1235,6 +1268,8 @@ impl Session {
                     original_sequence: None,
                 };
                 if let Some(data) = video.send(&mut wire, header, &packet.payload) {
+                    leg.sent
+                        .on_sent(header.timestamp, packet.payload.len(), now);
                     self.direct_bytes_sent += packet.payload.len() as u64;
                     self.unreported_direct_video_packets += 1;
                     out.transmits.push(route.transmit(data));
@@ -1370,6 +1405,7 @@ impl Session {
         let estimate_deadline = (self.estimate.is_some()
             || self.legs.values().any(|l| l.switcher.is_some()))
         .then_some(self.estimate_due);
+        let reports_deadline = self.direct.as_ref().map(|_| self.reports_due);
         [
             self.pc.poll_timeout(),
             offer_deadline,
@@ -1378,6 +1414,7 @@ impl Session {
             relay_deadline,
             quality_deadline,
             estimate_deadline,
+            reports_deadline,
         ]
         .into_iter()
         .flatten()
@@ -1432,6 +1469,9 @@ impl Session {
         }
         if estimate_due && let Some(estimate) = &mut self.estimate {
             estimate.prune(now);
+        }
+        if self.direct.is_some() && now >= self.reports_due {
+            self.send_sender_reports(now);
         }
         if estimate_due && self.legs.values().any(|l| l.switcher.is_some()) {
             self.apply_estimate(now);

@@ -1710,6 +1710,16 @@ async function scenarioLoss() {
         if (d.meanFpsB < 5 || d.meanFpsC < 5 || d.freezeB > 4000 || d.freezeC > 4000) throw new CheckFailed(`video stalled: ${JSON.stringify(d)}`);
         return d;
     });
+    // rtcd sends the sender reports of the streams it seals itself (the core reports only what
+    // it wrote): Chromium has a remote-outbound-rtp entry for A's audio and video at B.
+    await check('sender-reports', async () => {
+        const d = {
+            audio: sum(inboundFrom(b1, 'audio', A), (x) => x.senderReports),
+            video: sum(inboundFrom(b1, 'video', A), (x) => x.senderReports),
+        };
+        if (!(d.audio > 0 && d.video > 0)) throw new CheckFailed(`B received no sender reports for A's streams: ${JSON.stringify(d)}`);
+        return d;
+    });
     await check('retransmissions-rise', async () => {
         const vb0 = inboundFrom(b0, 'video', A);
         const vb1 = inboundFrom(b1, 'video', A);

@@ -364,6 +364,8 @@
                         retransmittedPacketsReceived: s.retransmittedPacketsReceived,
                         freezeCount: s.freezeCount,
                         totalFreezesDuration: s.totalFreezesDuration,
+                        // RTCP sender reports received for this stream (remote-outbound-rtp).
+                        senderReports: s.remoteId && byId[s.remoteId] ? byId[s.remoteId].reportsSent || 0 : 0,
                     });
                 } else if (s.type === 'outbound-rtp') {
                     out.outbound.push({
