@@ -402,6 +402,48 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// A receiver asking for everything (a NACK storm) gets no more retransmissions than its
+    /// stream's budget; the rest is refused and counted.
+    #[test]
+    fn a_nack_storm_is_answered_within_the_budget() {
+        let sender = DirectSender::new(&SessionKeys::Gcm {
+            key: KEY,
+            salt: SALT,
+        });
+        let mut estimate = SendSideEstimate::new(crate::sfu::engine::estimator());
+        let mut arena = BytesMut::new();
+        let mut wire = Wire {
+            sender: &sender,
+            estimate: &mut estimate,
+            transport_ext: Some(5),
+            arena: &mut arena,
+            now: Instant::now(),
+        };
+        let mut leg = VideoLeg::new(96, 256, Some((0x2000, 97)));
+        for seq in 0..256u16 {
+            leg.send(&mut wire, header(seq), &Bytes::from_static(&[1; 100]))
+                .unwrap();
+        }
+        // Every packet, many times over.
+        let storm: Vec<(u16, u16)> = (0..2_000u16).map(|i| (i % 256, 0xffff)).collect();
+        let refused = Counter::default();
+        let mut out = Vec::new();
+        let resent = leg.resend(&mut wire, &nack(&storm), &refused, &mut out);
+        // 32 saved at the start plus a quarter per packet sent, at most 128.
+        let budget = crate::sfu::nack_budget::MAX_SAVED as u64;
+        assert!(
+            resent.packets > 0 && resent.packets <= budget,
+            "{}",
+            resent.packets
+        );
+        assert_eq!(out.len() as u64, resent.packets);
+        assert!(refused.get() > 30_000, "{}", refused.get());
+        // Spent: less than one more full pair (17 packets) is left until more media is sent.
+        out.clear();
+        let again = leg.resend(&mut wire, &nack(&storm), &refused, &mut out);
+        assert!(again.packets < 17, "{}", again.packets);
+    }
+
     /// Without RTX a retransmission repeats the original packet on the media SSRC.
     #[test]
     fn without_rtx_the_original_packet_is_repeated() {
