@@ -4,9 +4,9 @@
 //! Owns: per forwarded video leg ([`VideoLeg`]), the packets kept for retransmission, the
 //! retransmission budget (`nack_budget::StreamBudget`, the same rules as for streams the core
 //! sends) and the RTX stream (RFC 4588) retransmissions go out on; per session
-//! ([`SendSideEstimate`]), the transport-wide sequence numbers stamped on every direct video
-//! packet and the send-side estimate computed from the receiver's feedback (the core's own
-//! `History` and `Gcc`, fed by us), which chooses simulcast layers.
+//! ([`SendSideEstimate`]), the transport-wide sequence numbers stamped on the direct packets
+//! of simulcast legs and the send-side estimate computed from the receiver's feedback (the
+//! core's own `History` and `Gcc`, fed by us), which chooses their layers.
 //!
 //! Not done here: sender reports (`sender_reports`, for audio and video alike) and pacing
 //! (there is none on the core's path either).

@@ -212,6 +212,15 @@ struct Leg {
     sent: SentStream,
 }
 
+impl Leg {
+    /// The transport-wide extension ID to stamp this leg's direct packets with: only simulcast
+    /// legs, the one use of the send-side estimate (layer choice). Other video goes unstamped,
+    /// which spares the history per packet here and the receiver's feedback for it.
+    fn stamped_ext(&self) -> Option<u8> {
+        self.transport_ext.filter(|_| self.switcher.is_some())
+    }
+}
+
 /// Who sends a video leg's packets.
 enum VideoPath {
     Undecided,
@@ -1019,13 +1028,14 @@ impl Session {
             else {
                 continue;
             };
+            let transport_ext = leg.stamped_ext();
             let VideoPath::Direct(video) = &mut leg.video else {
                 continue; // the core's stream: its responder answers
             };
             let mut wire = Wire {
                 sender,
                 estimate,
-                transport_ext: leg.transport_ext,
+                transport_ext,
                 arena: &mut out.direct_arena,
                 now,
             };
@@ -1243,6 +1253,7 @@ impl Session {
                 };
                 tracing::debug!(session_id = %self.config.session_id, publisher = %leg.track.publisher, path = ?leg.video, rtx = ?leg.rtx_ssrc.zip(leg.rtx_payload_type), transport_ext = ?leg.transport_ext, "video leg sent by");
             }
+            let transport_ext = leg.stamped_ext();
             if let VideoPath::Direct(video) = &mut leg.video {
                 let (Some(sender), Some(route)) = (&self.direct, self.media_route) else {
                     return;
@@ -1253,7 +1264,7 @@ impl Session {
                 let mut wire = Wire {
                     sender,
                     estimate,
-                    transport_ext: leg.transport_ext,
+                    transport_ext,
                     arena: &mut out.direct_arena,
                     now,
                 };
