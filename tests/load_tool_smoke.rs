@@ -34,20 +34,16 @@ fn assert_media_everywhere(json: &serde_json::Value, stdout: &str) {
     assert!(json["loss_percent"].as_f64().unwrap() < 2.0, "{stdout}");
 }
 
-#[test]
-fn ten_participants_in_two_calls_through_rtcd() {
-    let daemon = Daemon::start(
-        &base_config("[api.security]\nallow_self_registration = true"),
-        &[],
-    );
+/// Runs 10 participants in 2 calls (one screen share) for 3 s through `daemon`, with `extra`
+/// arguments; returns the printed summary and the JSON one.
+fn two_calls_through(daemon: &Daemon, extra: &[&str]) -> (String, serde_json::Value) {
     let json = daemon.dir.join("summary.json");
     let output = rtcd_load()
         .args(["sfu", "--register", "--participants", "10", "--calls", "2"])
         .args(["--screen-every", "2", "--screen-kbps", "500"])
         .args(["--duration", "3", "--warmup", "1"])
         .args(["--url", &daemon.url])
-        .arg("--daemon-pid")
-        .arg(daemon.pid().to_string())
+        .args(extra)
         .arg("--json")
         .arg(&json)
         .output()
@@ -55,9 +51,19 @@ fn ten_participants_in_two_calls_through_rtcd() {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stdout}\n{stderr}");
+    (stdout, summary(&json))
+}
+
+#[test]
+fn ten_participants_in_two_calls_through_rtcd() {
+    let daemon = Daemon::start(
+        &base_config("[api.security]\nallow_self_registration = true"),
+        &[],
+    );
+    let pid = daemon.pid().to_string();
+    let (stdout, json) = two_calls_through(&daemon, &["--daemon-pid", &pid]);
     println!("{stdout}");
     assert!(stdout.contains("receivers with media"), "{stdout}");
-    let json = summary(&json);
     assert_media_everywhere(&json, &stdout);
     assert_eq!(json["connected"], 10, "{stdout}");
     assert_eq!(json["screen_receivers_expected"], 4, "{stdout}");
@@ -88,27 +94,7 @@ fn aes_cm_participants_get_media_from_the_direct_path() {
         &base_config("[api.security]\nallow_self_registration = true"),
         &[],
     );
-    let json = daemon.dir.join("summary.json");
-    let output = rtcd_load()
-        .args(["sfu", "--register", "--participants", "10", "--calls", "2"])
-        .args([
-            "--screen-every",
-            "2",
-            "--screen-kbps",
-            "500",
-            "--srtp",
-            "cm",
-        ])
-        .args(["--duration", "3", "--warmup", "1"])
-        .args(["--url", &daemon.url])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let json = summary(&json);
+    let (stdout, json) = two_calls_through(&daemon, &["--srtp", "cm"]);
     assert_media_everywhere(&json, &stdout);
     assert_eq!(json["picture_id_regressions"], 0, "{stdout}");
     // The sessions ended with the run: their direct-path packets are counted.

@@ -128,13 +128,13 @@ impl VideoLeg {
     }
 
     /// Answers a receiver's NACK within the stream's budget (`refused` counts what it cuts),
-    /// pushing the retransmissions into `transmits`.
+    /// handing each retransmission to `send`.
     pub fn resend(
         &mut self,
         wire: &mut Wire<'_>,
         nack: &TransportLayerNack,
         refused: &Counter,
-        transmits: &mut Vec<BytesMut>,
+        mut send: impl FnMut(BytesMut),
     ) -> Resent {
         let keyframe_wanted = self.budget.keyframe_instead(wire.now, nack);
         let trimmed = self.budget.trim(nack, refused);
@@ -174,7 +174,7 @@ impl VideoLeg {
                 None => wire.seal(header, &payload, &mut self.rollover),
             };
             if let Some(sealed) = sealed {
-                transmits.push(sealed);
+                send(sealed);
                 packets += 1;
             }
         }
@@ -268,7 +268,8 @@ impl SendSideEstimate {
     }
 
     /// Packets sent and not yet reported on.
-    pub fn outstanding(&self) -> usize {
+    #[cfg(test)]
+    fn outstanding(&self) -> usize {
         self.history.len()
     }
 }
@@ -294,6 +295,36 @@ mod tests {
                     lost_packets,
                 })
                 .collect(),
+        }
+    }
+
+    /// A session's sending side: SRTP context, estimate and arena.
+    struct Fixture {
+        sender: DirectSender,
+        estimate: SendSideEstimate,
+        arena: BytesMut,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self {
+                sender: DirectSender::new(&SessionKeys::Gcm {
+                    key: KEY,
+                    salt: SALT,
+                }),
+                estimate: SendSideEstimate::new(crate::sfu::engine::estimator()),
+                arena: BytesMut::new(),
+            }
+        }
+
+        fn wire(&mut self, transport_ext: Option<u8>) -> Wire<'_> {
+            Wire {
+                sender: &self.sender,
+                estimate: &mut self.estimate,
+                transport_ext,
+                arena: &mut self.arena,
+                now: Instant::now(),
+            }
         }
     }
 
@@ -323,20 +354,8 @@ mod tests {
     /// the estimate's history records; packets never sent or overwritten are skipped.
     #[test]
     fn nacked_packets_are_resent_on_rtx_with_transport_wide_numbers() {
-        let sender = DirectSender::new(&SessionKeys::Gcm {
-            key: KEY,
-            salt: SALT,
-        });
-        let mut estimate = SendSideEstimate::new(crate::sfu::engine::estimator());
-        let mut arena = BytesMut::new();
-        let now = Instant::now();
-        let mut wire = Wire {
-            sender: &sender,
-            estimate: &mut estimate,
-            transport_ext: Some(5),
-            arena: &mut arena,
-            now,
-        };
+        let mut fixture = Fixture::new();
+        let mut wire = fixture.wire(Some(5));
         let mut leg = VideoLeg::new(96, 64, Some((0x2000, 97)));
         let mut numbers = Vec::new();
         for seq in (100..110u16).filter(|&s| s != 105) {
@@ -363,7 +382,7 @@ mod tests {
             &mut wire,
             &nack(&[(101, 0b0101), (105, 0)]),
             &refused,
-            &mut out,
+            |p| out.push(p),
         );
         assert_eq!(resent.packets, 3);
         assert!(!resent.keyframe_wanted);
@@ -397,7 +416,7 @@ mod tests {
                 .unwrap();
         }
         out.clear();
-        let resent = leg.resend(&mut wire, &nack(&[(101, 0)]), &refused, &mut out);
+        let resent = leg.resend(&mut wire, &nack(&[(101, 0)]), &refused, |p| out.push(p));
         assert_eq!(resent.packets, 0);
         assert!(out.is_empty());
     }
@@ -406,19 +425,8 @@ mod tests {
     /// stream's budget; the rest is refused and counted.
     #[test]
     fn a_nack_storm_is_answered_within_the_budget() {
-        let sender = DirectSender::new(&SessionKeys::Gcm {
-            key: KEY,
-            salt: SALT,
-        });
-        let mut estimate = SendSideEstimate::new(crate::sfu::engine::estimator());
-        let mut arena = BytesMut::new();
-        let mut wire = Wire {
-            sender: &sender,
-            estimate: &mut estimate,
-            transport_ext: Some(5),
-            arena: &mut arena,
-            now: Instant::now(),
-        };
+        let mut fixture = Fixture::new();
+        let mut wire = fixture.wire(Some(5));
         let mut leg = VideoLeg::new(96, 256, Some((0x2000, 97)));
         for seq in 0..256u16 {
             leg.send(&mut wire, header(seq), &Bytes::from_static(&[1; 100]))
@@ -428,7 +436,7 @@ mod tests {
         let storm: Vec<(u16, u16)> = (0..2_000u16).map(|i| (i % 256, 0xffff)).collect();
         let refused = Counter::default();
         let mut out = Vec::new();
-        let resent = leg.resend(&mut wire, &nack(&storm), &refused, &mut out);
+        let resent = leg.resend(&mut wire, &nack(&storm), &refused, |p| out.push(p));
         // 32 saved at the start plus a quarter per packet sent, at most 128.
         let budget = crate::sfu::nack_budget::MAX_SAVED as u64;
         assert!(
@@ -440,31 +448,22 @@ mod tests {
         assert!(refused.get() > 30_000, "{}", refused.get());
         // Spent: less than one more full pair (17 packets) is left until more media is sent.
         out.clear();
-        let again = leg.resend(&mut wire, &nack(&storm), &refused, &mut out);
+        let again = leg.resend(&mut wire, &nack(&storm), &refused, |p| out.push(p));
         assert!(again.packets < 17, "{}", again.packets);
     }
 
     /// Without RTX a retransmission repeats the original packet on the media SSRC.
     #[test]
     fn without_rtx_the_original_packet_is_repeated() {
-        let sender = DirectSender::new(&SessionKeys::Gcm {
-            key: KEY,
-            salt: SALT,
-        });
-        let mut estimate = SendSideEstimate::new(crate::sfu::engine::estimator());
-        let mut arena = BytesMut::new();
-        let mut wire = Wire {
-            sender: &sender,
-            estimate: &mut estimate,
-            transport_ext: None,
-            arena: &mut arena,
-            now: Instant::now(),
-        };
+        let mut fixture = Fixture::new();
+        let mut wire = fixture.wire(None);
         let mut leg = VideoLeg::new(96, 256, None);
         let payload = Bytes::from_static(b"vp8 frame part");
         let sent = leg.send(&mut wire, header(7), &payload).unwrap();
         let mut out = Vec::new();
-        let resent = leg.resend(&mut wire, &nack(&[(7, 0)]), &Counter::default(), &mut out);
+        let resent = leg.resend(&mut wire, &nack(&[(7, 0)]), &Counter::default(), |p| {
+            out.push(p)
+        });
         assert_eq!(resent.packets, 1);
         assert_eq!(&out[0][..], &sent[..], "the same SRTP packet");
         assert_eq!(

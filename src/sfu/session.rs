@@ -1039,11 +1039,11 @@ impl Session {
                 arena: &mut out.direct_arena,
                 now,
             };
-            let mut sealed = Vec::new();
-            let resent = video.resend(&mut wire, nack, &self.refused_retransmissions, &mut sealed);
+            let transmits = &mut out.transmits;
+            let resent = video.resend(&mut wire, nack, &self.refused_retransmissions, |data| {
+                transmits.push(route.transmit(data))
+            });
             self.direct_retransmitted += resent.packets;
-            out.transmits
-                .extend(sealed.into_iter().map(|data| route.transmit(data)));
             if resent.keyframe_wanted {
                 out.keyframe_requests.push(KeyframeRequest {
                     publisher: leg.track.publisher.clone(),
