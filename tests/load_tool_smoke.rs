@@ -97,19 +97,36 @@ fn aes_cm_participants_get_media_from_the_direct_path() {
     let (stdout, json) = two_calls_through(&daemon, &["--srtp", "cm"]);
     assert_media_everywhere(&json, &stdout);
     assert_eq!(json["picture_id_regressions"], 0, "{stdout}");
-    // The sessions ended with the run: their direct-path packets are counted.
-    let metrics = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        daemon
-            .client()
-            .request(hyper::Method::GET, "/metrics", None, None)
-            .await
-            .unwrap()
-            .text()
-    });
-    for series in [
+    // The sessions ended with the run: their direct-path packets are counted once the daemon
+    // has closed them (it may still be doing so when the load tool exits).
+    let series = [
         "rtcd_rtc_direct_audio_packets_total ",
         "rtcd_rtc_direct_video_packets_total ",
-    ] {
+    ];
+    let counted = |metrics: &str| {
+        series
+            .iter()
+            .all(|s| common::metric_value(metrics, s).unwrap_or(0.0) > 100.0)
+    };
+    let metrics = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = daemon.client();
+        let mut last = String::new();
+        // Poll until both counters are over 100 or 10 s pass; keep the last scrape.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(response) = client
+                .request(hyper::Method::GET, "/metrics", None, None)
+                .await
+            {
+                last = response.text();
+            }
+            if counted(&last) || tokio::time::Instant::now() >= deadline {
+                return last;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    for series in series {
         let packets = common::metric_value(&metrics, series).unwrap_or(0.0);
         assert!(packets > 100.0, "{series}{packets}\n{metrics}");
     }
