@@ -8,6 +8,7 @@ mod rtc_peer;
 use std::time::Duration;
 
 use rtc_peer::connect;
+use rtcd::calls::call_key;
 use rtcd::net::runtime::shard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +22,7 @@ async fn calls_on_different_workers_both_flow() {
     let busy_call = "call-busy".to_owned();
     let quiet_call = (0..)
         .map(|i| format!("call-quiet-{i}"))
-        .find(|c| shard(c, workers) != shard(&busy_call, workers))
+        .find(|c| shard(&call_key("mm", c), workers) != shard(&call_key("mm", &busy_call), workers))
         .unwrap();
 
     let (daemon, _plugin, mut ws) = common::registered_plugin().await;

@@ -56,6 +56,11 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
+    /// The call this session belongs to, across tenants: see [`call_key`].
+    pub fn call_key(&self) -> String {
+        call_key(&self.group_id, &self.call_id)
+    }
+
     /// Upstream's join validation (§9.2 step 2).
     pub fn validate(&self) -> Result<(), JoinError> {
         for (value, name) in [
@@ -70,6 +75,14 @@ impl SessionConfig {
         }
         Ok(())
     }
+}
+
+/// The media plane's name of call `call_id` of group `group_id`. Call IDs are chosen by each
+/// tenant (Mattermost installation), so the same call ID in two groups is two calls: every
+/// media-plane table keyed by call uses this key, never the bare call ID. The group's length
+/// comes first, so no choice of IDs makes two different pairs share a key.
+pub fn call_key(group_id: &str, call_id: &str) -> String {
+    format!("{}:{group_id}/{call_id}", group_id.len())
 }
 
 /// Why a join was refused (logged only: the protocol has no error reply).
@@ -383,6 +396,15 @@ mod tests {
             reg.call_sessions("g1", "call"),
             Err(LookupError::GroupNotFound)
         );
+    }
+
+    #[test]
+    fn call_keys_separate_groups() {
+        assert_ne!(call_key("a", "call"), call_key("b", "call"));
+        // Moving the boundary between group and call never yields the same key.
+        assert_ne!(call_key("ab", "c"), call_key("a", "bc"));
+        assert_ne!(call_key("a/", "c"), call_key("a", "/c"));
+        assert_eq!(config("g", "c", "s").call_key(), call_key("g", "c"));
     }
 
     #[test]

@@ -653,7 +653,7 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
 
 impl MediaPlane for SfuPlane {
     fn create_session(&self, config: Arc<SessionConfig>) -> Result<(), MediaError> {
-        let worker = shard(&config.call_id, self.workers.len());
+        let worker = shard(&config.call_key(), self.workers.len());
         {
             let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
             if placement.contains_key(&config.session_id) {
@@ -699,10 +699,11 @@ impl MediaPlane for SfuPlane {
     }
 }
 
-/// The worker of a call (stable for the call's lifetime).
-pub fn shard(call_id: &str, workers: usize) -> usize {
+/// The worker of a call, by its key ([`crate::calls::call_key`]; stable for the call's
+/// lifetime).
+pub fn shard(call_key: &str, workers: usize) -> usize {
     // FNV-1a: stable across runs and platforms.
-    let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    let hash = call_key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     (hash % workers.max(1) as u64) as usize

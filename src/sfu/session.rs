@@ -301,6 +301,8 @@ struct Description {
 /// The session.
 pub struct Session {
     pub config: Arc<SessionConfig>,
+    /// The call's key in the worker's tables (group and call ID, [`crate::calls::call_key`]).
+    pub call: Arc<str>,
     metrics: Arc<Metrics>,
     answered_at: Option<Instant>,
     pub ufrag: String,
@@ -436,6 +438,7 @@ impl Session {
             })
             .collect();
         Ok(Self {
+            call: Arc::from(config.call_key()),
             config,
             metrics,
             answered_at: None,

@@ -38,8 +38,9 @@ pub struct Worker {
     flows_of: HashMap<String, Vec<FlowKey>>,
     /// Our TURN sockets → the session allocating through them.
     by_relay_socket: HashMap<SocketAddr, Arc<str>>,
-    /// call ID → its sessions (all on this worker).
-    calls: HashMap<String, Vec<Arc<str>>>,
+    /// call key (group and call ID, [`crate::calls::call_key`]) → its sessions (all on this
+    /// worker). Two tenants' calls never share an entry, whatever their call IDs.
+    calls: HashMap<Arc<str>, Vec<Arc<str>>>,
     /// Reused list of a call's other sessions (control-plane events).
     receivers: Vec<Arc<str>>,
     /// Sessions that ended while a packet was fanned out (removed after it).
@@ -130,10 +131,10 @@ impl Worker {
             self.by_relay_socket.insert(socket, name.clone());
         }
         self.calls
-            .entry(config.call_id.clone())
+            .entry(session.call.clone())
             .or_default()
             .push(name.clone());
-        tracing::info!(session_id = %config.session_id, call_id = %config.call_id, worker = self.index, "media session created");
+        tracing::info!(session_id = %config.session_id, group_id = %config.group_id, call_id = %config.call_id, worker = self.index, "media session created");
         self.sessions.insert(name, session);
         self.mark_timer_dirty(&config.session_id);
         Ok(())
@@ -176,13 +177,12 @@ impl Worker {
                 self.out.released_flows.push((local, peer));
             }
         }
-        let call_id = session.config.call_id.clone();
         let mut others = Vec::new();
-        if let Some(members) = self.calls.get_mut(&call_id) {
+        if let Some(members) = self.calls.get_mut(&session.call) {
             members.retain(|m| &**m != session_id);
             others = members.clone();
             if members.is_empty() {
-                self.calls.remove(&call_id);
+                self.calls.remove(&session.call);
             }
         }
         // The rest of the call stops receiving this participant's tracks.
@@ -217,10 +217,7 @@ impl Worker {
             ..
         } = self;
         receivers.clear();
-        let Some(members) = sessions
-            .get(session_id)
-            .and_then(|s| calls.get(&s.config.call_id))
-        else {
+        let Some(members) = sessions.get(session_id).and_then(|s| calls.get(&s.call)) else {
             return;
         };
         receivers.extend(members.iter().filter(|m| &***m != session_id).cloned());
@@ -297,10 +294,7 @@ impl Worker {
             ended,
             ..
         } = self;
-        let Some(members) = sessions
-            .get(publisher)
-            .and_then(|s| calls.get(&s.config.call_id))
-        else {
+        let Some(members) = sessions.get(publisher).and_then(|s| calls.get(&s.call)) else {
             return;
         };
         ended.clear();
