@@ -8,6 +8,7 @@
 //! - [`api`]: axum router and handlers
 //! - [`ws`]: plugin ↔ rtcd WebSocket protocol and routing
 //! - [`calls`]: registry of groups, calls and sessions
+//! - [`limits`]: building blocks of the hostile-input limits (buckets, log throttle)
 //! - [`media`]: the interface between control plane and media plane
 //! - [`sfu`]: the sans-IO SFU core (sessions, tracks, data-channel protocol, VAD)
 //! - [`net`]: media sockets and threads (UDP/TCP 8443, demux, workers)
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod calls;
 pub mod client;
 pub mod config;
+pub mod limits;
 pub mod load;
 pub mod logger;
 pub mod media;

@@ -175,6 +175,12 @@ pub struct TrackKindLabels {
     pub r#type: String,
 }
 
+/// `{limit}` of `rtcd_limit_refusals_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: crate::limits::Limit,
+}
+
 /// Builds histograms with a fixed bucket list for a [`Family`].
 #[derive(Clone, Copy)]
 pub struct Buckets(&'static [f64]);
@@ -205,6 +211,13 @@ pub struct Metrics {
     pub rtc_client_rtt: HistogramFamily<GroupLabels>,
     pub rtc_client_jitter: HistogramFamily<GroupLabels>,
     pub quality: QualityMetrics,
+    /// Requests, messages and connections refused by a `[limits]` limit.
+    pub limit_refusals: Family<LimitLabels, Counter>,
+    /// Sessions that exist in the media plane (equal to `rtc_sessions_total` summed over
+    /// groups whenever no command is in flight).
+    pub media_sessions: Gauge,
+    /// Codec types seen in `rtc_rtp_tracks_total` labels (to remove a tenant's label sets).
+    track_types: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Default for Metrics {
@@ -238,8 +251,21 @@ impl Metrics {
             rtc_client_rtt: latency(),
             rtc_client_jitter: latency(),
             quality: QualityMetrics::default(),
+            limit_refusals: Family::default(),
+            media_sessions: Gauge::default(),
+            track_types: Default::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "limit_refusals",
+            "Requests, messages and connections refused by a [limits] limit",
+            metrics.limit_refusals.clone(),
+        );
+        registry.register(
+            "rtc_media_sessions",
+            "Sessions that exist in the media plane",
+            metrics.media_sessions.clone(),
+        );
         // Counters get their `_total` suffix from the encoder; gauges keep upstream's names.
         registry.register(
             "ws_connections_total",
@@ -391,6 +417,84 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (format 0.0.4).
+    /// Counts one refusal by `limit`.
+    pub fn refused(&self, limit: crate::limits::Limit) {
+        self.limit_refusals
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// Adds `delta` to the tracks gauge of `group` (remembering the codec type, so that
+    /// [`Metrics::forget_tenant`] can find the label set again).
+    pub fn track_gauge(&self, group: &str, direction: Direction, mime: &str, delta: i64) {
+        {
+            let mut types = self.track_types.lock().unwrap_or_else(|e| e.into_inner());
+            if !types.contains(mime) {
+                types.insert(mime.to_owned());
+            }
+        }
+        self.rtc_rtp_tracks
+            .get_or_create(&TrackLabels {
+                groupID: group.to_owned(),
+                direction,
+                r#type: mime.to_owned(),
+            })
+            .inc_by(delta);
+    }
+
+    /// Removes every label set of client (group) `id`: called once an unregistered client has
+    /// no connection and no session left, so its series stop being exported.
+    pub fn forget_tenant(&self, id: &str) {
+        let client = ClientLabels {
+            clientID: id.to_owned(),
+        };
+        self.ws_connections.remove(&client);
+        for direction in [Direction::In, Direction::Out] {
+            for kind in crate::ws::codec::ENVELOPE_TYPES {
+                self.ws_messages.remove(&WsMessageLabels {
+                    clientID: id.to_owned(),
+                    r#type: (*kind).to_owned(),
+                    direction,
+                });
+            }
+            let types = self.track_types.lock().unwrap_or_else(|e| e.into_inner());
+            for mime in types.iter() {
+                self.rtc_rtp_tracks.remove(&TrackLabels {
+                    groupID: id.to_owned(),
+                    direction,
+                    r#type: mime.clone(),
+                });
+            }
+        }
+        for kind in [
+            RtcErrorKind::rtp,
+            RtcErrorKind::signaling,
+            RtcErrorKind::track,
+            RtcErrorKind::ice,
+            RtcErrorKind::signaling_lock_timeout,
+        ] {
+            self.rtc_errors.remove(&RtcErrorLabels {
+                groupID: id.to_owned(),
+                r#type: kind,
+            });
+        }
+        let group = GroupLabels {
+            groupID: id.to_owned(),
+        };
+        self.rtc_sessions.remove(&group);
+        for family in [
+            &self.rtc_connection_time,
+            &self.rtc_dc_open_time,
+            &self.rtc_signaling_lock_grab_time,
+            &self.rtc_signaling_lock_locked_time,
+            &self.rtc_client_loss_rate,
+            &self.rtc_client_rtt,
+            &self.rtc_client_jitter,
+        ] {
+            family.remove(&group);
+        }
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.

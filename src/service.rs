@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, tls};
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::media::{CloseReason, EVENT_QUEUE_CAPACITY, MediaPlane};
+use crate::media::{self, CloseReason, MediaPlane};
 use crate::metrics::Metrics;
 use crate::net::runtime::SfuPlane;
 use crate::store::Store;
@@ -50,10 +50,11 @@ pub async fn run(config: Config, mut stop: StopSignals) -> Result<(), ServiceErr
     tracing::info!(path = %store.path().display(), "store opened");
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Auth::new(Arc::new(store), &config.api.security));
-    let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
-    let media: Arc<dyn MediaPlane> = SfuPlane::start(&config.rtc, events_tx, metrics.clone())
-        .map_err(|e| ServiceError::Start(format!("rtc: {e}")))?;
-    let hub = Hub::new(media.clone(), metrics.clone());
+    let (events_tx, mut events_rx) = media::event_channel();
+    let media: Arc<dyn MediaPlane> =
+        SfuPlane::start(&config.rtc, &config.limits, events_tx, metrics.clone())
+            .map_err(|e| ServiceError::Start(format!("rtc: {e}")))?;
+    let hub = Hub::new(media.clone(), metrics.clone(), config.limits.clone());
     let background = CancellationToken::new();
     let cpu = Arc::new(CpuLoad::default());
     cpu.spawn_sampler(background.child_token());

@@ -26,6 +26,10 @@ impl ApiError {
     pub fn forbidden(msg: impl Into<String>) -> Self {
         Self::Json(StatusCode::FORBIDDEN, msg.into())
     }
+    /// A `[limits]` limit refused the request.
+    pub fn too_many_requests(msg: impl Into<String>) -> Self {
+        Self::Json(StatusCode::TOO_MANY_REQUESTS, msg.into())
+    }
     /// Go's standard not-found response for unknown paths and wrong methods.
     pub fn not_found() -> Self {
         Self::Text(StatusCode::NOT_FOUND, "404 page not found".into())

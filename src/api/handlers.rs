@@ -14,6 +14,7 @@ use serde_json::json;
 use super::{ApiError, AppState, json_response};
 use crate::auth::{AuthError, Identity};
 use crate::calls::LookupError;
+use crate::limits::short;
 use crate::metrics::Metrics;
 use crate::ws::conn::{self, MAX_MESSAGE_SIZE};
 
@@ -141,6 +142,7 @@ pub async fn unregister(
         .unregister(client_id)
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.hub.client_unregistered(client_id);
     tracing::info!(client_id, "client unregistered");
     Ok(json_response(StatusCode::OK, &json!({ "code": "200" })))
 }
@@ -231,13 +233,15 @@ pub async fn websocket(
         return Err(ApiError::forbidden("origin not allowed").into_response());
     }
     let upgrade = upgrade.map_err(IntoResponse::into_response)?;
-    let hub = state.hub.clone();
+    let connected = state.hub.connect(identity.client_id()).map_err(|refused| {
+        tracing::warn!(client_id = %short(identity.client_id()), "WebSocket refused: {refused}");
+        ApiError::too_many_requests(refused.to_string()).into_response()
+    })?;
     let shutdown = state.ws_shutdown.clone();
-    let client_id = identity.client_id().to_owned();
     Ok(upgrade
         .max_message_size(MAX_MESSAGE_SIZE)
         .max_frame_size(MAX_MESSAGE_SIZE)
-        .on_upgrade(move |socket| conn::serve(socket, hub, client_id, shutdown)))
+        .on_upgrade(move |socket| conn::serve(socket, connected, shutdown)))
 }
 
 /// Requests without `Origin` pass; otherwise its host must equal `Host` (gorilla's default).

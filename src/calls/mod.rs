@@ -174,6 +174,8 @@ pub struct Registry {
     sessions: HashMap<String, SessionEntry>,
     /// group → call → session ids.
     groups: HashMap<String, HashMap<String, HashSet<String>>>,
+    /// group → number of its sessions.
+    group_sizes: HashMap<String, usize>,
 }
 
 impl Registry {
@@ -184,6 +186,11 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+
+    /// Number of live sessions of `group`.
+    pub fn sessions_in_group(&self, group: &str) -> usize {
+        self.group_sizes.get(group).copied().unwrap_or(0)
     }
 
     /// Adds a session joined over `conn`. Session IDs are global keys, as upstream.
@@ -203,6 +210,7 @@ impl Registry {
             .entry(config.call_id.clone())
             .or_default()
             .insert(config.session_id.clone());
+        *self.group_sizes.entry(config.group_id.clone()).or_default() += 1;
         self.sessions.insert(
             config.session_id.clone(),
             SessionEntry {
@@ -248,6 +256,12 @@ impl Registry {
     pub fn remove(&mut self, session_id: &str) -> Option<SessionEntry> {
         let entry = self.sessions.remove(session_id)?;
         let config = &entry.config;
+        if let Some(size) = self.group_sizes.get_mut(&config.group_id) {
+            *size -= 1;
+            if *size == 0 {
+                self.group_sizes.remove(&config.group_id);
+            }
+        }
         if let Some(calls) = self.groups.get_mut(&config.group_id) {
             if let Some(sessions) = calls.get_mut(&config.call_id) {
                 sessions.remove(session_id);
@@ -371,6 +385,8 @@ mod tests {
             Err(JoinError::Empty("GroupID"))
         );
         assert_eq!(reg.call_sessions("g1", "call").unwrap().len(), 2);
+        assert_eq!(reg.sessions_in_group("g1"), 2);
+        assert_eq!(reg.sessions_in_group("g2"), 0);
         assert_eq!(
             reg.call_sessions("g2", "call"),
             Err(LookupError::GroupNotFound)
@@ -392,6 +408,7 @@ mod tests {
         reg.remove("s1").unwrap();
         reg.remove("s2").unwrap();
         assert!(reg.is_empty());
+        assert_eq!(reg.sessions_in_group("g1"), 0);
         assert_eq!(
             reg.call_sessions("g1", "call"),
             Err(LookupError::GroupNotFound)

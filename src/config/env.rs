@@ -383,9 +383,35 @@ mod tests {
             ("RTCD_LOGGER_FILELEVEL", "warn"),
             ("RTCD_LOGGER_FILELOCATION", "/l.log"),
             ("RTCD_LOGGER_ENABLECOLOR", "true"),
+            ("RTCD_LIMITS_MAXSESSIONSPERCLIENT", "11"),
+            ("RTCD_LIMITS_MAXCONNECTIONSPERCLIENT", "12"),
+            ("RTCD_LIMITS_JOINRATEPERCLIENT", "13"),
+            ("RTCD_LIMITS_JOINBURSTPERCLIENT", "14"),
+            ("RTCD_LIMITS_MAXIDLENGTH", "15"),
+            ("RTCD_LIMITS_MAXREMOTECANDIDATES", "16"),
+            ("RTCD_LIMITS_MAXHTTPCONNECTIONS", "17"),
+            ("RTCD_LIMITS_HTTPHEADERTIMEOUTSECONDS", "18"),
+            ("RTCD_LIMITS_ICETCPPENDINGPERIP", "19"),
+            ("RTCD_LIMITS_ICETCPIDLETIMEOUTSECONDS", "20"),
         ])
         .expect("load");
         assert_eq!(cfg.overrides.len(), KEYS.len());
+        let l = &cfg.config.limits;
+        assert_eq!(
+            [
+                l.max_sessions_per_client,
+                l.max_connections_per_client,
+                l.join_rate_per_client,
+                l.join_burst_per_client,
+                l.max_id_length,
+                l.max_remote_candidates,
+                l.max_http_connections,
+                l.http_header_timeout_seconds,
+                l.ice_tcp_pending_per_ip,
+                l.ice_tcp_idle_timeout_seconds,
+            ],
+            [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+        );
         assert!(
             cfg.overrides
                 .iter()

@@ -93,6 +93,17 @@ pub(crate) const KEYS: &[KeySpec] = &[
     k("logger.file_level", "LOGGER_FILELEVEL", "FileLevel", Kind::Str),
     k("logger.file_location", "LOGGER_FILELOCATION", "FileLocation", Kind::Str),
     k("logger.enable_color", "LOGGER_ENABLECOLOR", "EnableColor", Kind::Bool),
+    // New in this port (no upstream field; the names follow the same scheme).
+    k("limits.max_sessions_per_client", "LIMITS_MAXSESSIONSPERCLIENT", "MaxSessionsPerClient", Kind::U64),
+    k("limits.max_connections_per_client", "LIMITS_MAXCONNECTIONSPERCLIENT", "MaxConnectionsPerClient", Kind::U64),
+    k("limits.join_rate_per_client", "LIMITS_JOINRATEPERCLIENT", "JoinRatePerClient", Kind::U64),
+    k("limits.join_burst_per_client", "LIMITS_JOINBURSTPERCLIENT", "JoinBurstPerClient", Kind::U64),
+    k("limits.max_id_length", "LIMITS_MAXIDLENGTH", "MaxIDLength", Kind::U64),
+    k("limits.max_remote_candidates", "LIMITS_MAXREMOTECANDIDATES", "MaxRemoteCandidates", Kind::U64),
+    k("limits.max_http_connections", "LIMITS_MAXHTTPCONNECTIONS", "MaxHTTPConnections", Kind::U64),
+    k("limits.http_header_timeout_seconds", "LIMITS_HTTPHEADERTIMEOUTSECONDS", "HTTPHeaderTimeoutSeconds", Kind::U64),
+    k("limits.ice_tcp_pending_per_ip", "LIMITS_ICETCPPENDINGPERIP", "ICETCPPendingPerIP", Kind::U64),
+    k("limits.ice_tcp_idle_timeout_seconds", "LIMITS_ICETCPIDLETIMEOUTSECONDS", "ICETCPIdleTimeoutSeconds", Kind::U64),
 ];
 
 /// The leaf key spec for a (lower-cased) dotted key.

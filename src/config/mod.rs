@@ -15,7 +15,7 @@ mod validate;
 pub use load::{ConfigError, Loaded, Override, OverrideSource, load, load_with_env};
 pub use validate::{LOG_LEVELS, PortOverride, ValidationError};
 
-/// Root of the configuration (`[api]`, `[rtc]`, `[store]`, `[logger]`).
+/// Root of the configuration (`[api]`, `[rtc]`, `[store]`, `[logger]`, `[limits]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Config {
@@ -23,6 +23,54 @@ pub struct Config {
     pub rtc: RtcConfig,
     pub store: StoreConfig,
     pub logger: LoggerConfig,
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]` (new in this port): what one tenant, one connection or one address may use, so
+/// that hostile input cannot exhaust the daemon for everyone else. Defaults are far above what
+/// a real installation needs (an HA Mattermost cluster opens one WebSocket per node under one
+/// client ID; a big meeting starts with hundreds of joins a second). See `docs/security.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Live RTC sessions of one client (Mattermost installation).
+    pub max_sessions_per_client: u64,
+    /// Open plugin WebSocket connections of one client.
+    pub max_connections_per_client: u64,
+    /// Joins per second of one client (token bucket refill rate) ...
+    pub join_rate_per_client: u64,
+    /// ... and the bucket's size (joins accepted at once after a quiet period).
+    pub join_burst_per_client: u64,
+    /// Longest client, call, user or session ID accepted, in bytes (upstream IDs are 26).
+    pub max_id_length: u64,
+    /// Remote ICE candidates one session may add (trickled and in its offers).
+    pub max_remote_candidates: u64,
+    /// Open HTTP/WebSocket connections to the API in all; more are closed at once.
+    pub max_http_connections: u64,
+    /// Time a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open (upstream: read timeout 30 s, idle 30 s).
+    pub http_header_timeout_seconds: u64,
+    /// ICE-TCP connections from one IP address that have not yet authenticated.
+    pub ice_tcp_pending_per_ip: u64,
+    /// An ICE-TCP connection that sends nothing for this long is closed.
+    pub ice_tcp_idle_timeout_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions_per_client: 10_000,
+            max_connections_per_client: 64,
+            join_rate_per_client: 1_000,
+            join_burst_per_client: 2_000,
+            max_id_length: 128,
+            max_remote_candidates: 64,
+            max_http_connections: 10_000,
+            http_header_timeout_seconds: 30,
+            ice_tcp_pending_per_ip: 64,
+            ice_tcp_idle_timeout_seconds: 30,
+        }
+    }
 }
 
 /// `[api]`: the HTTP/WebSocket API.

@@ -260,6 +260,42 @@ impl Config {
             ));
         }
 
+        // Ours: every limit is at least 1 (a limit of 0 would refuse everything).
+        let limits = &self.limits;
+        for (key, value) in [
+            (
+                "limits.max_sessions_per_client",
+                limits.max_sessions_per_client,
+            ),
+            (
+                "limits.max_connections_per_client",
+                limits.max_connections_per_client,
+            ),
+            ("limits.join_rate_per_client", limits.join_rate_per_client),
+            ("limits.join_burst_per_client", limits.join_burst_per_client),
+            ("limits.max_id_length", limits.max_id_length),
+            ("limits.max_remote_candidates", limits.max_remote_candidates),
+            ("limits.max_http_connections", limits.max_http_connections),
+            (
+                "limits.http_header_timeout_seconds",
+                limits.http_header_timeout_seconds,
+            ),
+            (
+                "limits.ice_tcp_pending_per_ip",
+                limits.ice_tcp_pending_per_ip,
+            ),
+            (
+                "limits.ice_tcp_idle_timeout_seconds",
+                limits.ice_tcp_idle_timeout_seconds,
+            ),
+        ] {
+            if value == 0 {
+                let name = key.trim_start_matches("limits.");
+                let msg = format!("invalid limits.{name} value: should be greater than 0");
+                return Err(fail(msg, key, value));
+            }
+        }
+
         // Ours: upstream only finds a malformed address when it starts listening.
         if let Err(e) = split_host_port(&api.http.listen_address) {
             let msg = format!("{HTTP}invalid ListenAddress value: {e}");
@@ -754,6 +790,15 @@ mod tests {
                 "{level}"
             );
         }
+    }
+
+    #[test]
+    fn limits_must_be_positive() {
+        assert_eq!(
+            check(|c| c.limits.max_id_length = 0),
+            "invalid limits.max_id_length value: should be greater than 0 (key limits.max_id_length = 0)"
+        );
+        assert_eq!(check(|c| c.limits.join_rate_per_client = 1), "ok");
     }
 
     #[test]

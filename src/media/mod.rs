@@ -108,17 +108,88 @@ pub struct SessionQuality {
     pub retransmitted_packets: u64,
 }
 
-/// Sender half the media plane uses for [`MediaEvent`]s. Bounded: a full queue drops.
-pub type EventSender = mpsc::Sender<MediaEvent>;
-
 /// Capacity of the media → control-plane event queue (upstream: 2000).
 pub const EVENT_QUEUE_CAPACITY: usize = 2000;
+
+/// Sender half the media plane uses for [`MediaEvent`]s. Signaling, voice activity and
+/// quality go on a bounded queue (a full queue drops them and counts the drop); a session's
+/// end goes on a queue of its own that never drops, so the control plane's registry always
+/// learns which sessions are gone (there is one such event per session, which bounds it).
+#[derive(Clone)]
+pub struct EventSender {
+    events: mpsc::Sender<MediaEvent>,
+    closed: mpsc::UnboundedSender<MediaEvent>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Receiver half: the dispatcher takes session ends first.
+pub struct EventReceiver {
+    events: mpsc::Receiver<MediaEvent>,
+    closed: mpsc::UnboundedReceiver<MediaEvent>,
+}
+
+/// A media → control-plane event channel.
+pub fn event_channel() -> (EventSender, EventReceiver) {
+    let (events, events_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let (closed, closed_rx) = mpsc::unbounded_channel();
+    (
+        EventSender {
+            events,
+            closed,
+            dropped: Arc::default(),
+        },
+        EventReceiver {
+            events: events_rx,
+            closed: closed_rx,
+        },
+    )
+}
+
+impl EventSender {
+    /// Queues `event` without blocking; only events other than a session's end may be
+    /// dropped (counted, logged once per power of two).
+    pub fn send(&self, event: MediaEvent) {
+        if matches!(event, MediaEvent::Closed { .. }) {
+            let _ = self.closed.send(event);
+            return;
+        }
+        if self.events.try_send(event).is_err() {
+            let dropped = self
+                .dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            if dropped.is_power_of_two() {
+                tracing::error!(dropped, "media event queue full: events dropped");
+            }
+        }
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl EventReceiver {
+    /// The next event, a session's end before anything else; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<MediaEvent> {
+        tokio::select! {
+            biased;
+            Some(event) = self.closed.recv() => Some(event),
+            Some(event) = self.events.recv() => Some(event),
+            else => None,
+        }
+    }
+}
 
 /// Error creating a media session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
     #[error("session already exists")]
     SessionExists,
+    /// The media worker's command queue is full; nothing was queued.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Other(String),
 }
@@ -128,10 +199,11 @@ pub enum MediaError {
 pub trait MediaPlane: Send + Sync + 'static {
     /// A participant joined: prepare its session and wait for its first offer.
     fn create_session(&self, config: Arc<SessionConfig>) -> Result<(), MediaError>;
-    /// End a session (idempotent; unknown sessions are ignored).
+    /// End a session (idempotent; unknown sessions are ignored). Never lost.
     fn close_session(&self, session_id: &str);
-    /// Deliver a client signal to a session (unknown sessions are ignored).
-    fn signal(&self, session_id: &str, signal: Signal);
+    /// Deliver a client signal to a session (unknown sessions are ignored); fails, without
+    /// queuing anything, when the media plane is too busy to take it.
+    fn signal(&self, session_id: &str, signal: Signal) -> Result<(), MediaError>;
     /// Stop all media work (daemon shutdown).
     fn shutdown(&self) {}
 }

@@ -7,9 +7,15 @@
 //! packet rates cost more CPU than the work. The consumer announces that it is about to sleep
 //! (a flag) and re-checks the queue; a producer writes the eventfd only when it takes that flag,
 //! so a running worker costs producers one atomic operation and a sleeping one is woken once.
+//!
+//! Beside the datagram queue, a worker has a control queue ([`ControlQueue`]) for commands
+//! (create, close, signal): a flood of datagrams can never push a command out, and a command is
+//! either queued or refused to its caller at once, never silently dropped. Commands that must
+//! not fail (closing a session) are always queued; there is at most one per session, so the
+//! queue stays bounded by the sessions that exist.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -39,27 +45,115 @@ impl<T> Clone for WorkerQueue<T> {
     }
 }
 
-/// Consumer side (the worker thread): the queue and the poll set it sleeps in.
-pub struct WorkerInbox<T> {
+/// Producer side of a worker's command queue (the control plane, ICE-TCP tasks).
+pub struct ControlQueue<C> {
+    tx: Sender<C>,
+    alarm: Arc<Alarm>,
+    /// Commands queued and not yet taken by the worker.
+    pending: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl<C> Clone for ControlQueue<C> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            alarm: self.alarm.clone(),
+            pending: self.pending.clone(),
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// A command was refused: the worker has `capacity` commands waiting already (or is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("media worker busy: {0} commands waiting")]
+pub struct ControlFull(pub usize);
+
+impl<C> ControlQueue<C> {
+    /// Queues `command` unless `capacity` commands are already waiting; wakes the worker.
+    pub fn try_send(&self, command: C) -> Result<(), ControlFull> {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(ControlFull(self.capacity));
+        }
+        self.push(command)
+    }
+
+    /// Queues `command` whatever the queue holds (for commands that must not be lost and are
+    /// bounded by other means, such as one close per session).
+    pub fn send_always(&self, command: C) -> Result<(), ControlFull> {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.push(command)
+    }
+
+    fn push(&self, command: C) -> Result<(), ControlFull> {
+        if self.tx.send(command).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(ControlFull(0)); // the worker has stopped
+        }
+        if self.alarm.sleeping.swap(false, Ordering::SeqCst) {
+            let _ = self.alarm.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Commands waiting.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+}
+
+/// Consumer side (the worker thread): the queues and the poll set it sleeps in.
+pub struct WorkerInbox<T, C = ()> {
     rx: Receiver<T>,
+    control: Receiver<C>,
+    pending: Arc<AtomicUsize>,
     alarm: Arc<Alarm>,
     poll: mio::Poll,
 }
 
 /// A queue holding at most `capacity` items, with a fresh poll set for its consumer.
 pub fn bounded<T>(capacity: usize) -> std::io::Result<(WorkerQueue<T>, WorkerInbox<T>)> {
+    let (queue, _, inbox) = with_control(capacity, 0)?;
+    Ok((queue, inbox))
+}
+
+/// The producers' and the consumer's ends of a worker's queues.
+pub type WorkerQueues<T, C> = (WorkerQueue<T>, ControlQueue<C>, WorkerInbox<T, C>);
+
+/// A datagram queue of `capacity` items and a command queue that refuses new commands past
+/// `control_capacity` waiting ones, both waking the same consumer.
+pub fn with_control<T, C>(
+    capacity: usize,
+    control_capacity: usize,
+) -> std::io::Result<WorkerQueues<T, C>> {
     let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let (control_tx, control) = crossbeam_channel::unbounded();
     let poll = mio::Poll::new()?;
     let alarm = Arc::new(Alarm {
         sleeping: AtomicBool::new(false),
         waker: mio::Waker::new(poll.registry(), WAKE_TOKEN)?,
     });
+    let pending = Arc::new(AtomicUsize::new(0));
     Ok((
         WorkerQueue {
             tx,
             alarm: alarm.clone(),
         },
-        WorkerInbox { rx, alarm, poll },
+        ControlQueue {
+            tx: control_tx,
+            alarm: alarm.clone(),
+            pending: pending.clone(),
+            capacity: control_capacity,
+        },
+        WorkerInbox {
+            rx,
+            control,
+            pending,
+            alarm,
+            poll,
+        },
     ))
 }
 
@@ -101,7 +195,7 @@ impl<T> WorkerQueue<T> {
     }
 }
 
-impl<T> WorkerInbox<T> {
+impl<T, C> WorkerInbox<T, C> {
     /// Where the consumer registers its own sockets (never with [`WAKE_TOKEN`]).
     pub fn registry(&self) -> &mio::Registry {
         self.poll.registry()
@@ -112,7 +206,7 @@ impl<T> WorkerInbox<T> {
     /// already queued. Items are then taken with [`try_iter`](Self::try_iter).
     pub fn wait(&mut self, deadline: Instant, events: &mut mio::Events) {
         self.alarm.sleeping.store(true, Ordering::SeqCst);
-        let timeout = if self.rx.is_empty() {
+        let timeout = if self.rx.is_empty() && self.control.is_empty() {
             deadline.saturating_duration_since(Instant::now())
         } else {
             Duration::ZERO
@@ -130,6 +224,13 @@ impl<T> WorkerInbox<T> {
     /// Items already queued, without waiting.
     pub fn try_iter(&self) -> crossbeam_channel::TryIter<'_, T> {
         self.rx.try_iter()
+    }
+
+    /// The next command already queued, without waiting.
+    pub fn try_command(&self) -> Option<C> {
+        let command = self.control.try_recv().ok()?;
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        Some(command)
     }
 }
 
@@ -202,6 +303,27 @@ mod tests {
         inbox.wait(started + Duration::from_secs(5), &mut events);
         assert!(started.elapsed() < Duration::from_secs(4));
         assert!(events.iter().any(|e| e.token() == mio::Token(7)));
+    }
+
+    #[test]
+    fn commands_are_refused_past_capacity_except_the_ones_that_must_pass() {
+        let (_queue, control, mut inbox) = with_control::<u32, &str>(4, 2).unwrap();
+        control.try_send("create 1").unwrap();
+        control.try_send("create 2").unwrap();
+        assert_eq!(control.try_send("create 3"), Err(ControlFull(2)));
+        control.send_always("close 1").unwrap();
+        assert_eq!(control.pending(), 3);
+        // A sleeping worker wakes for commands.
+        let mut events = mio::Events::with_capacity(8);
+        let started = Instant::now();
+        inbox.wait(started + Duration::from_secs(5), &mut events);
+        assert!(started.elapsed() < Duration::from_secs(4));
+        let taken: Vec<_> = std::iter::from_fn(|| inbox.try_command()).collect();
+        assert_eq!(taken, ["create 1", "create 2", "close 1"]);
+        assert_eq!(control.pending(), 0);
+        control.try_send("create 4").unwrap();
+        drop(inbox);
+        assert_eq!(control.try_send("create 5"), Err(ControlFull(0)));
     }
 
     #[test]

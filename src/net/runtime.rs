@@ -22,13 +22,13 @@ use crossbeam_channel::TrySendError;
 use super::addresses::{self, Advertised, Protocol};
 use super::batch::{RecvBatch, SendBatch};
 use super::flows::{self, FlowSockets};
-use super::queue::{self, WorkerInbox, WorkerQueue};
+use super::queue::{self, ControlQueue, WorkerInbox, WorkerQueue};
 use super::tcp::{self, TcpWriter};
 use super::turn::{self, TurnServer};
 use super::{discovery, stun};
 use crate::calls::SessionConfig;
-use crate::config::{RtcConfig, TurnConfig};
-use crate::media::{CloseReason, EventSender, MediaError, MediaPlane, Signal};
+use crate::config::{LimitsConfig, RtcConfig, TurnConfig};
+use crate::media::{CloseReason, EventSender, MediaError, MediaEvent, MediaPlane, Signal};
 use crate::sfu::relay::RelayTransport;
 use crate::sfu::session::{Datagram, Transmit};
 use crate::sfu::worker::Worker;
@@ -64,9 +64,22 @@ pub enum NetError {
     Thread(std::io::Error),
 }
 
-/// What a worker thread receives.
+/// What a worker thread receives on its datagram queue (dropped when full: media).
 pub enum Input {
     Datagram(Datagram),
+    /// A datagram from a TURN server on a session's relay socket `local`.
+    RelayDatagram {
+        local: SocketAddr,
+        data: BytesMut,
+    },
+}
+
+/// What a worker thread receives on its command queue (never dropped: refused to the caller
+/// when the queue is full, see [`ControlQueue`]).
+pub enum Command {
+    Create(Arc<SessionConfig>),
+    Close(String),
+    Signal(String, Signal),
     /// An ICE-TCP connection routed to this worker, with its write queue.
     TcpOpened {
         local: SocketAddr,
@@ -77,20 +90,24 @@ pub enum Input {
         local: SocketAddr,
         peer: SocketAddr,
     },
-    /// A datagram from a TURN server on a session's relay socket `local`.
-    RelayDatagram {
-        local: SocketAddr,
-        data: BytesMut,
-    },
-    Create(Arc<SessionConfig>),
-    Close(String),
-    Signal(String, Signal),
     Stop,
+}
+
+/// Commands queued per worker before new ones are refused (closes always pass).
+pub const COMMAND_QUEUE_CAPACITY: usize = 4096;
+/// Commands a worker takes per turn before it reads datagrams again.
+const COMMANDS_PER_TURN: usize = 64;
+
+/// The two queues into one worker.
+#[derive(Clone)]
+pub struct WorkerLink {
+    pub data: WorkerQueue<Input>,
+    pub control: ControlQueue<Command>,
 }
 
 /// The running SFU.
 pub struct SfuPlane {
-    workers: Vec<WorkerQueue<Input>>,
+    workers: Vec<WorkerLink>,
     /// session → worker index (control-plane rate, not per packet).
     placement: Mutex<HashMap<String, usize>>,
     stopping: Arc<AtomicBool>,
@@ -103,6 +120,7 @@ impl SfuPlane {
     /// Plans addresses, binds the media sockets and starts the threads.
     pub fn start(
         config: &RtcConfig,
+        limits: &LimitsConfig,
         events: EventSender,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Self>, NetError> {
@@ -179,9 +197,19 @@ impl SfuPlane {
 
         let mut workers = Vec::new();
         for index in 0..worker_count {
-            let (tx, rx) = queue::bounded(WORKER_QUEUE_CAPACITY).map_err(NetError::Thread)?;
-            workers.push(tx.clone());
-            let worker = Worker::new(index as u8, advertised.clone(), metrics.clone());
+            let (tx, control, rx) =
+                queue::with_control(WORKER_QUEUE_CAPACITY, COMMAND_QUEUE_CAPACITY)
+                    .map_err(NetError::Thread)?;
+            workers.push(WorkerLink {
+                data: tx.clone(),
+                control,
+            });
+            let worker = Worker::new(
+                index as u8,
+                advertised.clone(),
+                metrics.clone(),
+                limits.max_remote_candidates as usize,
+            );
             let driver = WorkerDriver {
                 sockets: sockets.clone(),
                 connected_flows,
@@ -202,7 +230,7 @@ impl SfuPlane {
             let Some(advertised_addr) = advertised_addr else {
                 continue;
             };
-            let workers = workers.clone();
+            let workers: Vec<_> = workers.iter().map(|w| w.data.clone()).collect();
             let stopping = stopping.clone();
             let handle = std::thread::Builder::new()
                 .name("rtcd-udp-rx".into())
@@ -248,12 +276,6 @@ impl SfuPlane {
             .unwrap_or_else(|e| e.into_inner())
             .get(session_id)
             .copied()
-    }
-
-    fn send(&self, worker: usize, input: Input) {
-        if let Err(TrySendError::Full(_)) = self.workers[worker].try_send(input) {
-            tracing::error!(worker, "media worker queue full: command dropped");
-        }
     }
 }
 
@@ -530,7 +552,7 @@ impl Outputs<'_> {
 }
 
 /// Loop of one worker thread.
-fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: WorkerDriver) {
+fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input, Command>, driver: WorkerDriver) {
     let WorkerDriver {
         ref sockets,
         ref events,
@@ -581,7 +603,43 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
                 unfinished.push(token);
             }
         }
-        // Bounded work per turn so timers are never starved.
+        // Bounded work per turn so timers are never starved; commands first, so a datagram
+        // flood cannot delay them.
+        for command in std::iter::from_fn(|| inputs.try_command()).take(COMMANDS_PER_TURN) {
+            let now = Instant::now();
+            match command {
+                Command::TcpOpened {
+                    local,
+                    peer,
+                    writer,
+                } => {
+                    tcp_writers.insert((local, peer), writer);
+                }
+                Command::TcpClosed { local, peer } => {
+                    tcp_writers.remove(&(local, peer));
+                }
+                Command::Create(config) => {
+                    let relays = driver.open_relays(&config.session_id, &mut relay_sockets);
+                    let locals: Vec<SocketAddr> = relays.iter().map(|r| r.local).collect();
+                    if let Err(err) = worker.create(now, config.clone(), relays) {
+                        tracing::warn!(session_id = %config.session_id, "media session not created: {err}");
+                        for local in locals {
+                            relay_sockets.remove(&local);
+                        }
+                        // The control plane registered the session: it must learn it is gone.
+                        worker.out.events.push(MediaEvent::Closed {
+                            session_id: config.session_id.clone(),
+                            reason: CloseReason::Failed(format!(
+                                "media session not created: {err}"
+                            )),
+                        });
+                    }
+                }
+                Command::Close(session_id) => worker.close(&session_id, CloseReason::Leave),
+                Command::Signal(session_id, signal) => worker.signal(now, &session_id, signal),
+                Command::Stop => return,
+            }
+        }
         for input in inputs.try_iter().take(256) {
             let now = Instant::now();
             match input {
@@ -594,30 +652,7 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
                     };
                     outputs.send_some(&mut worker.out.transmits, &mut send_batch);
                 }
-                Input::TcpOpened {
-                    local,
-                    peer,
-                    writer,
-                } => {
-                    tcp_writers.insert((local, peer), writer);
-                }
-                Input::TcpClosed { local, peer } => {
-                    tcp_writers.remove(&(local, peer));
-                }
                 Input::RelayDatagram { local, data } => worker.relay_datagram(now, local, data),
-                Input::Create(config) => {
-                    let relays = driver.open_relays(&config.session_id, &mut relay_sockets);
-                    let locals: Vec<SocketAddr> = relays.iter().map(|r| r.local).collect();
-                    if let Err(err) = worker.create(now, config.clone(), relays) {
-                        tracing::warn!(session_id = %config.session_id, "media session not created: {err}");
-                        for local in locals {
-                            relay_sockets.remove(&local);
-                        }
-                    }
-                }
-                Input::Close(session_id) => worker.close(&session_id, CloseReason::Leave),
-                Input::Signal(session_id, signal) => worker.signal(now, &session_id, signal),
-                Input::Stop => return,
             }
         }
         worker.handle_timeout(Instant::now());
@@ -644,9 +679,7 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
             driver.metrics.quality.connected_flows.inc_by(change);
         }
         for event in worker.out.events.drain(..) {
-            if events.try_send(event).is_err() {
-                tracing::error!("media event queue full: event dropped");
-            }
+            events.send(event);
         }
     }
 }
@@ -654,14 +687,24 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input>, driver: Worker
 impl MediaPlane for SfuPlane {
     fn create_session(&self, config: Arc<SessionConfig>) -> Result<(), MediaError> {
         let worker = shard(&config.call_key(), self.workers.len());
+        let session_id = config.session_id.clone();
         {
             let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
-            if placement.contains_key(&config.session_id) {
+            if placement.contains_key(&session_id) {
                 return Err(MediaError::SessionExists);
             }
-            placement.insert(config.session_id.clone(), worker);
+            placement.insert(session_id.clone(), worker);
         }
-        self.send(worker, Input::Create(config));
+        if let Err(full) = self.workers[worker]
+            .control
+            .try_send(Command::Create(config))
+        {
+            self.placement
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&session_id);
+            return Err(MediaError::Busy(full.to_string()));
+        }
         Ok(())
     }
 
@@ -672,21 +715,28 @@ impl MediaPlane for SfuPlane {
             .unwrap_or_else(|e| e.into_inner())
             .remove(session_id);
         if let Some(worker) = worker {
-            self.send(worker, Input::Close(session_id.to_owned()));
+            // At most one close per created session: always queued, never lost.
+            let _ = self.workers[worker]
+                .control
+                .send_always(Command::Close(session_id.to_owned()));
         }
     }
 
-    fn signal(&self, session_id: &str, signal: Signal) {
-        if let Some(worker) = self.worker_of(session_id) {
-            self.send(worker, Input::Signal(session_id.to_owned(), signal));
-        }
+    fn signal(&self, session_id: &str, signal: Signal) -> Result<(), MediaError> {
+        let Some(worker) = self.worker_of(session_id) else {
+            return Ok(()); // unknown sessions are ignored
+        };
+        self.workers[worker]
+            .control
+            .try_send(Command::Signal(session_id.to_owned(), signal))
+            .map_err(|full| MediaError::Busy(full.to_string()))
     }
 
     fn shutdown(&self) {
         self.stopping.store(true, Ordering::Relaxed);
         self.tcp_stop.cancel();
         for worker in &self.workers {
-            let _ = worker.send_patiently(Input::Stop, Duration::from_secs(1));
+            let _ = worker.control.send_always(Command::Stop);
         }
         for handle in self
             .threads

@@ -17,8 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::addresses::Protocol;
-use super::queue::WorkerQueue;
-use super::runtime::Input;
+use super::runtime::{Command, Input, WorkerLink};
 use super::stun;
 use crate::sfu::session::Datagram;
 
@@ -39,7 +38,7 @@ pub type TcpWriter = mpsc::Sender<BytesMut>;
 pub async fn serve(
     listener: TcpListener,
     advertised: SocketAddr,
-    workers: Vec<WorkerQueue<Input>>,
+    workers: Vec<WorkerLink>,
     stop: CancellationToken,
 ) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -75,7 +74,7 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    workers: &[WorkerQueue<Input>],
+    workers: &[WorkerLink],
     stop: CancellationToken,
 ) -> Result<(), String> {
     let (mut reader, mut writer) = stream.into_split();
@@ -93,12 +92,13 @@ async fn connection(
 
     let (tx, mut rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     worker
-        .try_send(Input::TcpOpened {
+        .control
+        .try_send(Command::TcpOpened {
             local,
             peer,
             writer: tx,
         })
-        .map_err(|_| "worker queue full")?;
+        .map_err(|e| e.to_string())?;
     let write_task = tokio::spawn(async move {
         let mut framed = Vec::with_capacity(2048);
         while let Some(packet) = rx.recv().await {
@@ -119,7 +119,7 @@ async fn connection(
             protocol: Protocol::Tcp,
             data: frame,
         };
-        match worker.try_send(Input::Datagram(datagram)) {
+        match worker.data.try_send(Input::Datagram(datagram)) {
             Ok(()) | Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => break Ok(()),
         }
@@ -131,7 +131,10 @@ async fn connection(
             _ = stop.cancelled() => break Ok(()),
         };
     };
-    let _ = worker.try_send(Input::TcpClosed { local, peer });
+    // Always delivered: the worker must drop its writer (one per opened connection).
+    let _ = worker
+        .control
+        .send_always(Command::TcpClosed { local, peer });
     write_task.abort();
     result
 }

@@ -50,7 +50,6 @@ use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind, SessionQuality};
 use crate::metrics::{
     ConnState, ConnStateLabels, Direction, GroupLabels, Metrics, RtcErrorKind, RtcErrorLabels,
-    TrackLabels,
 };
 use crate::net::addresses::{Advertised, Protocol};
 
@@ -58,6 +57,9 @@ use crate::net::addresses::{Advertised, Protocol};
 pub const INITIAL_OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Remote candidates queued before the first answer (upstream: 40).
 pub const MAX_QUEUED_CANDIDATES: usize = 40;
+/// Remote ICE candidates a session takes unless its worker says otherwise
+/// (`limits.max_remote_candidates`).
+pub const DEFAULT_MAX_REMOTE_CANDIDATES: usize = 64;
 
 /// A datagram for a session.
 #[derive(Debug)]
@@ -314,6 +316,9 @@ pub struct Session {
     /// Set once the first offer has been answered.
     answered: bool,
     queued_candidates: Vec<RTCIceCandidateInit>,
+    /// Remote ICE candidates taken so far (trickled and in offers), and how many may be.
+    remote_candidates: usize,
+    pub max_remote_candidates: usize,
     signaling: RTCSignalingState,
     /// Our own offer awaiting the client's answer.
     making_offer: bool,
@@ -449,6 +454,8 @@ impl Session {
             created_at: now,
             answered: false,
             queued_candidates: Vec::new(),
+            remote_candidates: 0,
+            max_remote_candidates: DEFAULT_MAX_REMOTE_CANDIDATES,
             signaling: RTCSignalingState::Stable,
             making_offer: false,
             dc: None,
@@ -1335,13 +1342,7 @@ impl Session {
 
     fn track_gauge(&self, direction: Direction, mime: &str, delta: i64) {
         self.metrics
-            .rtc_rtp_tracks
-            .get_or_create(&TrackLabels {
-                groupID: self.config.group_id.clone(),
-                direction,
-                r#type: mime.to_owned(),
-            })
-            .inc_by(delta);
+            .track_gauge(&self.config.group_id, direction, mime, delta);
     }
 
     /// Releases the per-session gauges (tracks in and out) when the session ends.
@@ -1557,6 +1558,20 @@ impl Session {
                     tracing::debug!(session_id = %self.config.session_id, "client offer ignored during our own negotiation");
                     return Ok(());
                 }
+                let inline = description
+                    .sdp
+                    .lines()
+                    .filter(|l| l.starts_with("a=candidate"))
+                    .count();
+                if self.remote_candidates + inline > self.max_remote_candidates {
+                    self.metrics
+                        .refused(crate::limits::Limit::remote_candidates);
+                    return Err(SessionError::Sdp(format!(
+                        "the offer carries {inline} ICE candidates; the session may have {} (limits.max_remote_candidates)",
+                        self.max_remote_candidates
+                    )));
+                }
+                self.remote_candidates += inline;
                 let sdp = super::offer_filter::without_publisher_rtx(&description.sdp)
                     .unwrap_or(description.sdp);
                 let offer = RTCSessionDescription::offer(sdp)?;
@@ -1682,6 +1697,16 @@ impl Session {
         if init.candidate.is_empty() {
             return; // end of candidates
         }
+        if self.remote_candidates >= self.max_remote_candidates {
+            self.metrics
+                .refused(crate::limits::Limit::remote_candidates);
+            static THROTTLE: crate::limits::LogThrottle = crate::limits::LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(session_id = %self.config.session_id, suppressed, "remote candidate refused: the session has {} (limits.max_remote_candidates)", self.max_remote_candidates);
+            }
+            return;
+        }
+        self.remote_candidates += 1;
         if self.answered {
             self.add_remote_candidate(init);
         } else if self.queued_candidates.len() < MAX_QUEUED_CANDIDATES {

@@ -30,6 +30,8 @@ pub struct Worker {
     index: u8,
     metrics: Arc<crate::metrics::Metrics>,
     candidates: Vec<Advertised>,
+    /// Remote ICE candidates each session may take (`limits.max_remote_candidates`).
+    max_remote_candidates: usize,
     /// Sessions by ID; the key is the one shared name every other table holds.
     sessions: HashMap<Arc<str>, Session>,
     by_ufrag: HashMap<String, Arc<str>>,
@@ -60,11 +62,13 @@ impl Worker {
         index: u8,
         candidates: Vec<Advertised>,
         metrics: Arc<crate::metrics::Metrics>,
+        max_remote_candidates: usize,
     ) -> Self {
         Self {
             index,
             metrics,
             candidates,
+            max_remote_candidates,
             sessions: HashMap::default(),
             by_ufrag: HashMap::default(),
             by_flow: HashMap::default(),
@@ -125,6 +129,9 @@ impl Worker {
         }))
         .map_err(|_| MediaError::Other("panic creating the peer connection".into()))?
         .map_err(|e| MediaError::Other(e.to_string()))?;
+        let mut session = session;
+        session.max_remote_candidates = self.max_remote_candidates;
+        self.metrics.media_sessions.inc();
         let name: Arc<str> = Arc::from(config.session_id.as_str());
         self.by_ufrag.insert(ufrag, name.clone());
         for socket in session.relay_sockets() {
@@ -165,6 +172,7 @@ impl Worker {
         let Some(session) = self.sessions.remove(session_id) else {
             return;
         };
+        self.metrics.media_sessions.dec();
         self.deadlines.remove(session_id);
         self.by_ufrag.remove(&session.ufrag);
         for socket in session.relay_sockets() {

@@ -57,6 +57,9 @@ pub enum ClientMessage {
     Rtc(RtcMessage),
 }
 
+/// Every envelope type name counted in `rtcd_ws_messages_total` (either direction).
+pub const ENVELOPE_TYPES: &[&str] = &["join", "leave", "reconnect", "rtc", "vad", "close", "hello"];
+
 impl ClientMessage {
     /// Envelope type string (metric label).
     pub fn type_name(&self) -> &'static str {

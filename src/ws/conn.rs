@@ -13,9 +13,10 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Hub;
 use super::codec;
+use super::hub::{Connected, Hub};
 use crate::calls::ConnId;
+use crate::limits::LogThrottle;
 
 /// Largest inbound message accepted (larger closes the connection with 1009).
 pub const MAX_MESSAGE_SIZE: usize = 1 << 20;
@@ -33,14 +34,15 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// How long a shutting-down connection waits for the peer's close frame.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves a connection authenticated as `client_id` until it ends or `shutdown` fires.
-pub async fn serve(
-    socket: WebSocket,
-    hub: Arc<Hub>,
-    client_id: String,
-    shutdown: CancellationToken,
-) {
-    let (conn_id, mut outbound) = hub.connect(&client_id);
+/// Serves a registered connection until it ends or `shutdown` fires.
+pub async fn serve(socket: WebSocket, mut connected: Connected, shutdown: CancellationToken) {
+    let hub = connected.hub().clone();
+    let conn_id = connected.conn_id.clone();
+    let client_id = connected.client_id.clone();
+    let mut outbound = connected
+        .outbound
+        .take()
+        .expect("a fresh connection has its queue");
     tracing::info!(conn_id = %conn_id, client_id, "plugin connected");
     hub.hello(&conn_id, &client_id);
 
@@ -157,7 +159,7 @@ pub async fn serve(
     };
 
     tokio::join!(reader, writer);
-    hub.disconnect(&conn_id);
+    drop(connected);
     tracing::info!(conn_id = %conn_id, client_id, "plugin disconnected");
 }
 
@@ -165,7 +167,10 @@ fn handle_frame(hub: &Hub, conn_id: &ConnId, client_id: &str, frame: &[u8]) {
     match codec::decode_client(frame) {
         Ok(message) => hub.handle(conn_id, client_id, message),
         Err(err) => {
-            tracing::warn!(conn_id = %conn_id, client_id, len = frame.len(), "message dropped: {err}")
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(conn_id = %conn_id, client_id, len = frame.len(), suppressed, "message dropped: {err}")
+            }
         }
     }
 }

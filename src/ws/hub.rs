@@ -3,7 +3,10 @@
 //! Owns: the set of live plugin connections (connID → clientID + outbound queue), the session
 //! registry (behind one mutex; touched per signaling message, never per media packet), the
 //! handling of decoded plugin messages (spec control-plane §9) and the delivery of media-plane
-//! events (`rtc`, `vad`, `close`) to the connection currently routing each session (§15.5).
+//! events (`rtc`, `vad`, `close`) to the connection currently routing each session (§15.5),
+//! and the per-tenant limits of `[limits]` (connections, joins per second, sessions, ID
+//! lengths): a refusal is counted, logged at most a few times a second, and never touches
+//! another tenant.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 
 use super::codec::{self, ClientMessage, RtcMessage, rtc_type};
 use crate::calls::{ConnId, LookupError, Registry, SessionConfig, SessionProps};
-use crate::media::{CloseReason, MediaEvent, MediaPlane, OutboundKind, Signal};
+use crate::config::LimitsConfig;
+use crate::limits::{Limit, LogThrottle, TokenBucket, short};
+use crate::media::{CloseReason, MediaError, MediaEvent, MediaPlane, OutboundKind, Signal};
 use crate::metrics::{ClientLabels, Direction, GroupLabels, Metrics, WsMessageLabels};
 
 /// Outbound frames queued per connection; a full queue drops (never blocks the sender).
@@ -26,24 +31,135 @@ struct Connection {
     outbound: mpsc::Sender<Frame>,
 }
 
+/// What the hub keeps per client (tenant) besides its sessions.
+struct Tenant {
+    /// Open plugin connections.
+    connections: u64,
+    /// Joins allowed per second.
+    joins: TokenBucket,
+    /// The client was unregistered: its metric label sets go once it has nothing left.
+    unregistered: bool,
+}
+
+/// A refused request: which limit, and the text for the log (and the HTTP answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
+pub struct Refused {
+    pub limit: Limit,
+    pub why: String,
+}
+
 /// The hub. One per daemon.
 pub struct Hub {
     connections: Mutex<HashMap<ConnId, Connection>>,
     registry: Mutex<Registry>,
+    tenants: Mutex<HashMap<String, Tenant>>,
     media: Arc<dyn MediaPlane>,
     metrics: Arc<Metrics>,
+    limits: LimitsConfig,
     session_count: watch::Sender<usize>,
 }
 
+/// A registered plugin connection; dropping it unregisters the connection (whether or not the
+/// WebSocket upgrade ever completed).
+pub struct Connected {
+    hub: Arc<Hub>,
+    pub conn_id: ConnId,
+    pub client_id: String,
+    /// The connection's outbound queue (taken by the writer).
+    pub outbound: Option<mpsc::Receiver<Frame>>,
+}
+
+impl Connected {
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.hub.disconnect(&self.conn_id);
+    }
+}
+
+/// One WARN line per call site at most a few times a second.
+macro_rules! warn_throttled {
+    ($($arg:tt)+) => {{
+        static THROTTLE: LogThrottle = LogThrottle::new();
+        if let Some(suppressed) = THROTTLE.allow() {
+            tracing::warn!(suppressed, $($arg)+);
+        }
+    }};
+}
+
 impl Hub {
-    pub fn new(media: Arc<dyn MediaPlane>, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        media: Arc<dyn MediaPlane>,
+        metrics: Arc<Metrics>,
+        limits: LimitsConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             connections: Mutex::new(HashMap::new()),
             registry: Mutex::new(Registry::default()),
+            tenants: Mutex::new(HashMap::new()),
             media,
             metrics,
+            limits,
             session_count: watch::Sender::new(0),
         })
+    }
+
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tenant>> {
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_tenant(&self) -> Tenant {
+        Tenant {
+            connections: 0,
+            joins: TokenBucket::new(
+                self.limits.join_rate_per_client,
+                self.limits.join_burst_per_client,
+                std::time::Instant::now(),
+            ),
+            unregistered: false,
+        }
+    }
+
+    /// A client was unregistered: its live sessions and connections keep working (operators
+    /// rotate keys that way); its metric label sets are removed once both are gone.
+    pub fn client_unregistered(&self, client_id: &str) {
+        let mut tenants = self.tenants();
+        match tenants.get_mut(client_id) {
+            Some(tenant) => tenant.unregistered = true,
+            None => {
+                let mut tenant = self.new_tenant();
+                tenant.unregistered = true;
+                tenants.insert(client_id.to_owned(), tenant);
+            }
+        }
+        drop(tenants);
+        self.forget_if_gone(client_id);
+    }
+
+    /// Removes an unregistered client's state and metric label sets once it has no
+    /// connection and no session.
+    fn forget_if_gone(&self, client_id: &str) {
+        let sessions = self.registry().sessions_in_group(client_id);
+        let mut tenants = self.tenants();
+        let gone = tenants
+            .get(client_id)
+            .is_some_and(|t| t.unregistered && t.connections == 0 && sessions == 0);
+        if gone {
+            tenants.remove(client_id);
+            drop(tenants);
+            self.metrics.forget_tenant(client_id);
+            tracing::debug!(client_id, "unregistered client's metrics removed");
+        }
+    }
+
+    fn refuse(&self, limit: Limit, why: String) -> Refused {
+        self.metrics.refused(limit);
+        Refused { limit, why }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -63,8 +179,39 @@ impl Hub {
         self.session_count.send_replace(registry.len());
     }
 
-    /// Registers a new plugin connection; returns its connID and outbound queue.
-    pub fn connect(&self, client_id: &str) -> (ConnId, mpsc::Receiver<Frame>) {
+    /// Registers a new plugin connection of `client_id`, unless the client already has
+    /// `limits.max_connections_per_client` open.
+    pub fn connect(self: &Arc<Self>, client_id: &str) -> Result<Connected, Refused> {
+        {
+            let mut tenants = self.tenants();
+            if !tenants.contains_key(client_id) {
+                let tenant = self.new_tenant();
+                tenants.insert(client_id.to_owned(), tenant);
+            }
+            let tenant = tenants.get_mut(client_id).expect("inserted above");
+            if tenant.connections >= self.limits.max_connections_per_client {
+                drop(tenants);
+                return Err(self.refuse(
+                    Limit::connections_per_client,
+                    format!(
+                        "client {} already has {} WebSocket connections open (limits.max_connections_per_client)",
+                        short(client_id),
+                        self.limits.max_connections_per_client
+                    ),
+                ));
+            }
+            tenant.connections += 1;
+        }
+        let (conn_id, outbound) = self.open_connection(client_id);
+        Ok(Connected {
+            hub: self.clone(),
+            conn_id,
+            client_id: client_id.to_owned(),
+            outbound: Some(outbound),
+        })
+    }
+
+    fn open_connection(&self, client_id: &str) -> (ConnId, mpsc::Receiver<Frame>) {
         let conn_id: ConnId = new_conn_id().into();
         let (outbound, rx) = mpsc::channel(OUTBOUND_QUEUE_CAPACITY);
         self.connections().insert(
@@ -85,15 +232,20 @@ impl Hub {
 
     /// Forgets a connection. Its sessions keep running; their routes point at a dead connID
     /// until a `reconnect` arrives (§9.1).
-    pub fn disconnect(&self, conn_id: &ConnId) {
-        if let Some(conn) = self.connections().remove(conn_id) {
-            self.metrics
-                .ws_connections
-                .get_or_create(&ClientLabels {
-                    clientID: conn.client_id,
-                })
-                .dec();
+    fn disconnect(&self, conn_id: &ConnId) {
+        let Some(conn) = self.connections().remove(conn_id) else {
+            return;
+        };
+        self.metrics
+            .ws_connections
+            .get_or_create(&ClientLabels {
+                clientID: conn.client_id.clone(),
+            })
+            .dec();
+        if let Some(tenant) = self.tenants().get_mut(&conn.client_id) {
+            tenant.connections = tenant.connections.saturating_sub(1);
         }
+        self.forget_if_gone(&conn.client_id);
     }
 
     /// Number of live plugin connections.
@@ -123,7 +275,7 @@ impl Hub {
                 true
             }
             Err(_) => {
-                tracing::error!(conn_id = %conn_id, "outbound queue full, dropping message");
+                warn_throttled!(conn_id = %conn_id, client_id = %short(&conn.client_id), "outbound queue full, dropping message");
                 false
             }
         }
@@ -154,7 +306,7 @@ impl Hub {
                 {
                     self.close_session(&session_id, CloseReason::Leave);
                 } else {
-                    tracing::debug!(conn_id = %conn_id, session_id, "leave for an unknown session");
+                    tracing::debug!(conn_id = %conn_id, session_id = %short(&session_id), "leave for an unknown session");
                 }
             }
             ClientMessage::Reconnect { session_id } => {
@@ -162,7 +314,7 @@ impl Hub {
                     .registry()
                     .reroute(client_id, &session_id, conn_id.clone())
                 {
-                    tracing::debug!(conn_id = %conn_id, session_id, "reconnect for an unknown session ignored");
+                    tracing::debug!(conn_id = %conn_id, session_id = %short(&session_id), "reconnect for an unknown session ignored");
                 }
             }
             ClientMessage::Rtc(rtc) => self.rtc(conn_id, client_id, rtc),
@@ -170,6 +322,32 @@ impl Hub {
     }
 
     fn join(&self, conn_id: &ConnId, client_id: &str, join: codec::JoinData) {
+        let max_id = self.limits.max_id_length as usize;
+        let too_long = [
+            ("callID", &join.call_id),
+            ("userID", &join.user_id),
+            ("sessionID", &join.session_id),
+        ]
+        .into_iter()
+        .find(|(_, id)| id.len() > max_id);
+        if let Some((name, id)) = too_long {
+            // No `close`: the ID is not one the plugin could know.
+            let refused = self.refuse(
+                Limit::id_length,
+                format!(
+                    "{name} of {} bytes is longer than {max_id} (limits.max_id_length)",
+                    id.len()
+                ),
+            );
+            warn_throttled!(conn_id = %conn_id, client_id = %short(client_id), session_id = %short(&join.session_id), "join refused: {refused}");
+            return;
+        }
+        let session_id = join.session_id.clone();
+        if let Err(refused) = self.admit_join(client_id) {
+            warn_throttled!(conn_id = %conn_id, client_id = %short(client_id), session_id, "join refused: {refused}");
+            self.send(conn_id, codec::encode_close(&session_id), None);
+            return;
+        }
         let config = SessionConfig {
             group_id: client_id.to_owned(),
             call_id: join.call_id,
@@ -181,18 +359,34 @@ impl Hub {
                 dc_signaling: join.dc_signaling,
             },
         };
-        let session_id = config.session_id.clone();
         let mut registry = self.registry();
+        let sessions = registry.sessions_in_group(client_id) as u64;
+        if sessions >= self.limits.max_sessions_per_client {
+            drop(registry);
+            let refused = self.refuse(
+                Limit::sessions_per_client,
+                format!("client has {sessions} sessions (limits.max_sessions_per_client)"),
+            );
+            warn_throttled!(conn_id = %conn_id, client_id = %short(client_id), session_id, "join refused: {refused}");
+            self.send(conn_id, codec::encode_close(&session_id), None);
+            return;
+        }
         let config = match registry.insert(config, conn_id.clone()) {
             Ok(config) => config,
             Err(err) => {
-                tracing::warn!(conn_id = %conn_id, session_id, "join failed: {err}");
+                drop(registry);
+                warn_throttled!(conn_id = %conn_id, client_id = %short(client_id), session_id, "join failed: {err}");
                 return;
             }
         };
         if let Err(err) = self.media.create_session(config.clone()) {
             registry.remove(&session_id);
-            tracing::warn!(conn_id = %conn_id, session_id, "join failed: media session: {err}");
+            drop(registry);
+            if let MediaError::Busy(_) = err {
+                self.metrics.refused(Limit::media_busy);
+                self.send(conn_id, codec::encode_close(&session_id), None);
+            }
+            warn_throttled!(conn_id = %conn_id, client_id = %short(client_id), session_id, "join failed: media session: {err}");
             return;
         }
         self.publish_session_count(&registry);
@@ -213,19 +407,46 @@ impl Hub {
         );
     }
 
+    /// Takes a join from the client's per-second budget.
+    fn admit_join(&self, client_id: &str) -> Result<(), Refused> {
+        let now = std::time::Instant::now();
+        let mut tenants = self.tenants();
+        if !tenants.contains_key(client_id) {
+            let tenant = self.new_tenant();
+            tenants.insert(client_id.to_owned(), tenant);
+        }
+        let tenant = tenants.get_mut(client_id).expect("inserted above");
+        if tenant.joins.try_take(now) {
+            return Ok(());
+        }
+        drop(tenants);
+        Err(self.refuse(
+            Limit::join_rate,
+            format!(
+                "more than {} joins a second (limits.join_rate_per_client, burst {})",
+                self.limits.join_rate_per_client, self.limits.join_burst_per_client
+            ),
+        ))
+    }
+
     fn rtc(&self, conn_id: &ConnId, client_id: &str, rtc: RtcMessage) {
         if self
             .registry()
             .get_in_group(client_id, &rtc.session_id)
             .is_none()
         {
-            tracing::debug!(conn_id = %conn_id, session_id = rtc.session_id, "rtc message for an unknown session dropped");
+            tracing::debug!(conn_id = %conn_id, session_id = %short(&rtc.session_id), "rtc message for an unknown session dropped");
             return;
         }
         match to_signal(&rtc) {
-            Ok(signal) => self.media.signal(&rtc.session_id, signal),
+            Ok(signal) => {
+                if let Err(err) = self.media.signal(&rtc.session_id, signal) {
+                    self.metrics.refused(Limit::media_busy);
+                    warn_throttled!(conn_id = %conn_id, session_id = rtc.session_id, msg_type = rtc.msg_type, "rtc message refused: {err}");
+                }
+            }
             Err(why) => {
-                tracing::warn!(conn_id = %conn_id, session_id = rtc.session_id, msg_type = rtc.msg_type, "rtc message dropped: {why}")
+                warn_throttled!(conn_id = %conn_id, session_id = rtc.session_id, msg_type = rtc.msg_type, "rtc message dropped: {why}")
             }
         }
     }
@@ -250,6 +471,7 @@ impl Hub {
         // Published last: a drain waiting for zero sessions must not shut connections down
         // before this session's `close` is queued.
         self.publish_session_count(&self.registry());
+        self.forget_if_gone(&entry.config.group_id);
     }
 
     /// Delivers one media-plane event.
@@ -415,6 +637,57 @@ pub fn new_conn_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A media plane whose workers are always busy (stands in for full command queues).
+    struct BusyMedia;
+
+    impl MediaPlane for BusyMedia {
+        fn create_session(&self, _: Arc<SessionConfig>) -> Result<(), MediaError> {
+            Err(MediaError::Busy(
+                "media worker busy: 4096 commands waiting".into(),
+            ))
+        }
+        fn close_session(&self, _: &str) {}
+        fn signal(&self, _: &str, _: Signal) -> Result<(), MediaError> {
+            Err(MediaError::Busy(
+                "media worker busy: 4096 commands waiting".into(),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_create_the_media_plane_refuses_rolls_the_registry_back_and_closes() {
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::new(
+            Arc::new(BusyMedia),
+            metrics.clone(),
+            LimitsConfig::default(),
+        );
+        let mut connected = hub.connect("client").unwrap();
+        let join = codec::JoinData {
+            call_id: "call".into(),
+            user_id: "user".into(),
+            session_id: "session".into(),
+            channel_id: serde_json::Value::Null,
+            av1_support: serde_json::Value::Null,
+            dc_signaling: serde_json::Value::Null,
+        };
+        hub.handle(&connected.conn_id, "client", ClientMessage::Join(join));
+        assert_eq!(hub.registry().len(), 0);
+        assert_eq!(*hub.sessions().borrow(), 0);
+        let frame = connected.outbound.as_mut().unwrap().try_recv().unwrap();
+        assert_eq!(
+            codec::decode_server(&frame).unwrap(),
+            codec::ServerMessage::Close {
+                session_id: "session".into()
+            }
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("rtcd_limit_refusals_total{limit=\"media_busy\"} 1"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn conn_ids_have_the_mattermost_shape() {
