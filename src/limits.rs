@@ -29,6 +29,8 @@ pub enum Limit {
     remote_candidates,
     /// `limits.max_http_connections`.
     http_connections,
+    /// `limits.max_http_connections_per_ip`.
+    http_connections_per_ip,
     /// `limits.ice_tcp_pending_per_ip`.
     ice_tcp_pending_per_ip,
     /// An ICE-TCP connection whose first frame was not an authenticated check for a live

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState, tls};
+use crate::api::{self, AppState, server, tls};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::media::{self, CloseReason, MediaPlane};
@@ -70,6 +70,7 @@ pub async fn run(config: Config, mut stop: StopSignals) -> Result<(), ServiceErr
         enable_admin: security.enable_admin,
         draining: AtomicBool::new(false),
         ws_shutdown: CancellationToken::new(),
+        request_timeout: Duration::from_secs(config.limits.http_header_timeout_seconds),
     });
 
     let http = &config.api.http;
@@ -93,21 +94,30 @@ pub async fn run(config: Config, mut stop: StopSignals) -> Result<(), ServiceErr
         .map_err(|e| ServiceError::Start(e.to_string()))?;
     let http_stop = CancellationToken::new();
     let app = api::router(state.clone());
-    let graceful = http_stop.clone().cancelled_owned();
+    let serve_limits = server::ServeLimits {
+        max_connections: config.limits.max_http_connections as usize,
+        max_connections_per_ip: config.limits.max_http_connections_per_ip as usize,
+        header_timeout: Duration::from_secs(config.limits.http_header_timeout_seconds),
+    };
+    let grace = HTTP_SHUTDOWN_DEADLINE - Duration::from_secs(2);
     let mut server = match tls_config {
         Some(tls_config) => {
             let listener = tls::TlsListener::new(tcp, tls_config)
                 .map_err(|e| ServiceError::Start(e.to_string()))?;
+            let stop = http_stop.clone();
+            let metrics = state.metrics.clone();
             tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
+                server::serve(listener, app, serve_limits, metrics, stop, grace).await;
+                Ok(())
             })
         }
         None => {
-            tokio::spawn(
-                async move { axum::serve(tcp, app).with_graceful_shutdown(graceful).await },
-            )
+            let stop = http_stop.clone();
+            let metrics = state.metrics.clone();
+            tokio::spawn(async move {
+                server::serve(tcp, app, serve_limits, metrics, stop, grace).await;
+                Ok(())
+            })
         }
     };
     let scheme = if http.tls.enable { "https" } else { "http" };

@@ -2,23 +2,26 @@
 //! `/readyz` and `/metrics`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{ApiError, AppState, json_response};
-use crate::auth::{AuthError, Identity};
+use crate::auth::{AuthError, CredentialError, Identity, LoginError, RegisterError};
 use crate::calls::LookupError;
-use crate::limits::short;
+use crate::limits::{Limit, short};
 use crate::metrics::Metrics;
 use crate::ws::conn::{self, MAX_MESSAGE_SIZE};
 
 type Shared = State<Arc<AppState>>;
+/// The caller's address (set by `api::server` on every request).
+type Source = ConnectInfo<SocketAddr>;
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()
@@ -27,9 +30,16 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
+    source: SocketAddr,
     route: &str,
 ) -> Result<Identity, AuthError> {
-    let result = state.auth.authenticate(authorization(headers)).await;
+    let result = state
+        .auth
+        .authenticate(authorization(headers), source.ip())
+        .await;
+    if let Err(AuthError::Failed(CredentialError::RateLimited)) = &result {
+        state.metrics.refused(Limit::auth_rate);
+    }
     match &result {
         Ok(identity) => tracing::debug!(
             route,
@@ -90,18 +100,19 @@ pub async fn metrics(State(state): Shared) -> Response {
 
 pub async fn register(
     State(state): Shared,
+    ConnectInfo(source): Source,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if !state.allow_self_registration {
-        authenticate(&state, &headers, "/register")
+        authenticate(&state, &headers, source, "/register")
             .await
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     }
     let fields = string_object(&body)?;
     let client_id = fields.get("clientID").map_or("", String::as_str);
     let key = fields.get("authKey").map_or("", String::as_str);
-    match state.auth.register(client_id, key).await {
+    match state.auth.register(client_id, key, source.ip()).await {
         Ok(()) => {
             tracing::info!(client_id, "client registered");
             Ok(json_response(
@@ -110,7 +121,10 @@ pub async fn register(
             ))
         }
         Err(err) => {
-            tracing::debug!(client_id, error = %err, "registration failed");
+            if let RegisterError::RateLimited = err {
+                state.metrics.refused(Limit::auth_rate);
+            }
+            tracing::debug!(client_id = %short(client_id), error = %err, "registration failed");
             Err(ApiError::bad_request(err.to_string()))
         }
     }
@@ -118,13 +132,14 @@ pub async fn register(
 
 pub async fn unregister(
     State(state): Shared,
+    ConnectInfo(source): Source,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     if !state.enable_admin && !state.allow_self_registration {
         return Err(ApiError::forbidden("unregister not enabled"));
     }
-    let identity = authenticate(&state, &headers, "/unregister")
+    let identity = authenticate(&state, &headers, source, "/unregister")
         .await
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     let fields = string_object(&body)?;
@@ -147,25 +162,36 @@ pub async fn unregister(
     Ok(json_response(StatusCode::OK, &json!({ "code": "200" })))
 }
 
-pub async fn login(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
+pub async fn login(
+    State(state): Shared,
+    ConnectInfo(source): Source,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let fields = string_object(&body)?;
     let client_id = fields.get("clientID").map_or("", String::as_str);
     let key = fields.get("authKey").map_or("", String::as_str);
-    match state.auth.login(client_id, key).await {
+    match state.auth.login(client_id, key, source.ip()).await {
         Ok(token) => Ok(json_response(
             StatusCode::OK,
             &json!({ "bearerToken": token, "code": "200" }),
         )),
         Err(err) => {
-            tracing::debug!(client_id, error = %err, "login failed");
+            if let LoginError::RateLimited = err {
+                state.metrics.refused(Limit::auth_rate);
+            }
+            tracing::debug!(client_id = %short(client_id), error = %err, "login failed");
             Err(ApiError::bad_request(err.to_string()))
         }
     }
 }
 
 /// The caller's group for the sessions routes: admin or failed auth → plain 401.
-async fn sessions_group(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    match authenticate(state, headers, "/calls").await {
+async fn sessions_group(
+    state: &AppState,
+    headers: &HeaderMap,
+    source: SocketAddr,
+) -> Result<String, ApiError> {
+    match authenticate(state, headers, source, "/calls").await {
         Ok(Identity::Client(id)) => Ok(id),
         _ => Err(ApiError::Text(
             StatusCode::UNAUTHORIZED,
@@ -180,10 +206,11 @@ fn lookup_error(prefix: &str, err: LookupError) -> ApiError {
 
 pub async fn call_sessions(
     State(state): Shared,
+    ConnectInfo(source): Source,
     headers: HeaderMap,
     Path(call_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let group = sessions_group(&state, &headers).await?;
+    let group = sessions_group(&state, &headers, source).await?;
     let sessions = state
         .hub
         .call_sessions(&group, &call_id)
@@ -195,10 +222,11 @@ pub async fn call_sessions(
 /// measurements, beside the sessions endpoint (whose shape stays upstream's).
 pub async fn call_stats(
     State(state): Shared,
+    ConnectInfo(source): Source,
     headers: HeaderMap,
     Path(call_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let group = sessions_group(&state, &headers).await?;
+    let group = sessions_group(&state, &headers, source).await?;
     let quality = state
         .hub
         .call_quality(&group, &call_id)
@@ -208,10 +236,11 @@ pub async fn call_stats(
 
 pub async fn call_session(
     State(state): Shared,
+    ConnectInfo(source): Source,
     headers: HeaderMap,
     Path((call_id, session_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let group = sessions_group(&state, &headers).await?;
+    let group = sessions_group(&state, &headers, source).await?;
     let session = state
         .hub
         .call_session(&group, &call_id, &session_id)
@@ -223,10 +252,11 @@ pub async fn call_session(
 /// origin, then upgrade.
 pub async fn websocket(
     State(state): Shared,
+    ConnectInfo(source): Source,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Response> {
-    let identity = authenticate(&state, &headers, "/ws")
+    let identity = authenticate(&state, &headers, source, "/ws")
         .await
         .map_err(|e| ApiError::unauthorized(e.to_string()).into_response())?;
     if !origin_matches_host(&headers) {

@@ -6,6 +6,7 @@
 
 mod error;
 mod handlers;
+pub mod server;
 pub mod tls;
 
 use std::sync::Arc;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Cancelled when WebSocket connections must close.
     pub ws_shutdown: CancellationToken,
+    /// A request (headers, body and handler) must be done within this (upstream: read 30 s).
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {
@@ -78,5 +81,31 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws", get(handlers::websocket).fallback(not_found))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_deadline,
+        ))
         .with_state(state)
+}
+
+/// Answers 408 to a request not done within [`AppState::request_timeout`] (a client sending
+/// its body a byte at a time holds nothing for long). Upgraded WebSockets are not requests
+/// any more once the upgrade is answered.
+async fn request_deadline(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Json(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request not completed within {} s (limits.http_header_timeout_seconds)",
+                state.request_timeout.as_secs()
+            ),
+        )
+        .into_response(),
+    }
 }

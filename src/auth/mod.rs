@@ -1,15 +1,18 @@
 //! Client credentials: registration, verification, bearer tokens, admin identity.
 //!
 //! Owns: the authentication algorithm of spec control-plane §5.2 (Bearer, then Basic with the
-//! admin secret, then store-backed `clientID:authKey`), argon2id hashing of keys, the auth
-//! rate limiter (§5.4) and the token cache (§5.5). Never logs or returns secrets; keys are
+//! admin secret, then store-backed `clientID:authKey`), argon2id hashing of keys, what guards
+//! the hashing (per source address, per client ID and process-wide budgets, recently verified
+//! keys: [`guard`]) and the token cache (§5.5). Never logs or returns secrets; keys are
 //! compared only through argon2 verification or constant-time equality.
 //! Must not touch: HTTP types (handlers translate these errors), SQL (goes through `store`).
 
+pub mod guard;
 mod limiter;
 mod tokens;
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -105,7 +108,9 @@ pub enum UnregisterError {
 /// Login failure (`login failed: authentication failed…`).
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error("login failed: authentication failed: error: not found")]
+    /// Answered like a wrong key (upstream's `…: error: not found` told which client IDs
+    /// exist; the plugin reads only the status).
+    #[error("login failed: authentication failed")]
     UnknownClient,
     #[error("login failed: authentication failed")]
     Mismatch,
@@ -118,9 +123,13 @@ pub enum LoginError {
 /// The authentication service shared by the HTTP and WebSocket handlers.
 pub struct Auth {
     store: Arc<Store>,
-    limiter: RateLimiter,
+    guard: guard::VerifyGuard,
+    verified: guard::VerifiedKeys,
     tokens: TokenCache,
     admin_secret: Option<String>,
+    /// A hash of a random key: unknown client IDs are verified against it, so they cost what
+    /// known ones cost.
+    decoy: OnceLock<String>,
 }
 
 impl Auth {
@@ -128,16 +137,22 @@ impl Auth {
         let minutes = security.session_cache.expiration_minutes.max(1) as u64;
         Self {
             store,
-            limiter: RateLimiter::for_this_machine(),
+            guard: guard::VerifyGuard::new(RateLimiter::for_this_machine()),
+            verified: guard::VerifiedKeys::default(),
             tokens: TokenCache::new(Duration::from_secs(minutes * 60)),
             admin_secret: security
                 .enable_admin
                 .then(|| security.admin_secret_key.clone()),
+            decoy: OnceLock::new(),
         }
     }
 
-    /// Authenticates an `Authorization` header value (§5.2).
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Identity, AuthError> {
+    /// Authenticates an `Authorization` header value (§5.2) of a request from `source`.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        source: IpAddr,
+    ) -> Result<Identity, AuthError> {
         let header = header.unwrap_or("");
         if let Some(token) = header.strip_prefix("Bearer ") {
             return self
@@ -153,7 +168,7 @@ impl Auth {
         if user.is_empty() {
             return Err(AuthError::EmptyUsername);
         }
-        self.verify(&user, &password)
+        self.verify(&user, &password, source)
             .await
             .map_err(AuthError::Failed)?;
         Ok(Identity::Client(user))
@@ -165,41 +180,77 @@ impl Auth {
             .is_some_and(|secret| bool::from(secret.as_bytes().ct_eq(password.as_bytes())))
     }
 
-    /// Checks a client's key against its stored hash (rate limited).
-    pub async fn verify(&self, client_id: &str, key: &str) -> Result<(), CredentialError> {
-        let store = self.store.clone();
-        let id = client_id.to_owned();
-        let hash = blocking(move || store.get(&id))
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound | StoreError::EmptyKey | StoreError::KeyTooLarge => {
-                    CredentialError::UnknownClient
-                }
-                other => CredentialError::Store(other.to_string()),
-            })?;
-        self.limiter
-            .acquire()
+    /// Checks a client's key against its stored hash: at once if it verified recently, else
+    /// within the caller's budgets ([`guard`]). Unknown clients cost the same as known ones.
+    pub async fn verify(
+        &self,
+        client_id: &str,
+        key: &str,
+        source: IpAddr,
+    ) -> Result<(), CredentialError> {
+        if self.verified.contains(client_id, key) {
+            return Ok(());
+        }
+        self.guard
+            .admit(client_id, source)
             .await
             .map_err(|_| CredentialError::RateLimited)?;
-        let key = key.to_owned();
+        let store = self.store.clone();
+        let id = client_id.to_owned();
+        let stored = match blocking(move || store.get(&id)).await {
+            Ok(hash) => Some(hash),
+            Err(StoreError::NotFound | StoreError::EmptyKey | StoreError::KeyTooLarge) => None,
+            Err(other) => return Err(CredentialError::Store(other.to_string())),
+        };
+        let known = stored.is_some();
+        let hash = match stored {
+            Some(hash) => hash,
+            None => self.decoy().await,
+        };
+        let candidate = key.to_owned();
         let matches = blocking(move || {
             Ok::<_, ()>(
                 Argon2::default()
-                    .verify_password(key.as_bytes(), hash.as_str())
+                    .verify_password(candidate.as_bytes(), hash.as_str())
                     .is_ok(),
             )
         })
         .await
         .unwrap_or(false);
-        if matches {
-            Ok(())
-        } else {
-            Err(CredentialError::Mismatch)
+        match (known, matches) {
+            (false, _) => Err(CredentialError::UnknownClient),
+            (true, true) => {
+                self.verified.insert(client_id, key);
+                Ok(())
+            }
+            (true, false) => Err(CredentialError::Mismatch),
         }
     }
 
-    /// Registers a new client (§4.5 steps 3–7).
-    pub async fn register(&self, client_id: &str, key: &str) -> Result<(), RegisterError> {
+    /// The decoy hash (made once, off the async threads).
+    async fn decoy(&self) -> String {
+        if let Some(hash) = self.decoy.get() {
+            return hash.clone();
+        }
+        let hash = blocking(|| {
+            let random: [u8; 32] = rand::random();
+            Argon2::default()
+                .hash_password(&random)
+                .map(|h| h.to_string())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_default();
+        self.decoy.get_or_init(|| hash).clone()
+    }
+
+    /// Registers a new client (§4.5 steps 3–7) for a caller at `source`.
+    pub async fn register(
+        &self,
+        client_id: &str,
+        key: &str,
+        source: IpAddr,
+    ) -> Result<(), RegisterError> {
         if key.len() < MIN_KEY_LEN {
             return Err(RegisterError::KeyTooShort);
         }
@@ -219,8 +270,8 @@ impl Auth {
             }
             Err(other) => return Err(RegisterError::Store(other)),
         }
-        self.limiter
-            .acquire()
+        self.guard
+            .admit(client_id, source)
             .await
             .map_err(|_| RegisterError::RateLimited)?;
         let key = key.to_owned();
@@ -255,17 +306,26 @@ impl Auth {
                 other => UnregisterError::Store(other),
             })?;
         self.tokens.revoke(client_id);
+        self.verified.remove(client_id);
+        self.guard.forget(client_id);
         Ok(())
     }
 
     /// Verifies credentials and issues a bearer token (the admin cannot log in).
-    pub async fn login(&self, client_id: &str, key: &str) -> Result<String, LoginError> {
-        self.verify(client_id, key).await.map_err(|e| match e {
-            CredentialError::UnknownClient => LoginError::UnknownClient,
-            CredentialError::Mismatch => LoginError::Mismatch,
-            CredentialError::RateLimited => LoginError::RateLimited,
-            CredentialError::Store(s) => LoginError::Store(s),
-        })?;
+    pub async fn login(
+        &self,
+        client_id: &str,
+        key: &str,
+        source: IpAddr,
+    ) -> Result<String, LoginError> {
+        self.verify(client_id, key, source)
+            .await
+            .map_err(|e| match e {
+                CredentialError::UnknownClient => LoginError::UnknownClient,
+                CredentialError::Mismatch => LoginError::Mismatch,
+                CredentialError::RateLimited => LoginError::RateLimited,
+                CredentialError::Store(s) => LoginError::Store(s),
+            })?;
         Ok(self.tokens.issue(client_id))
     }
 }
@@ -319,6 +379,11 @@ mod tests {
     }
 
     const KEY: &str = "q7Zt0-Lm3Xa_9vKpR2wBn8YcE5uHs1Dj";
+    const SOURCE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    async fn check(auth: &Auth, header: Option<&str>) -> Result<Identity, AuthError> {
+        auth.authenticate(header, SOURCE).await
+    }
 
     #[test]
     fn basic_header_parsing() {
@@ -342,59 +407,57 @@ mod tests {
     async fn register_verify_login_unregister() {
         let (_dir, auth) = auth(true);
         assert!(matches!(
-            auth.register("c", "short").await,
+            auth.register("c", "short", SOURCE).await,
             Err(RegisterError::KeyTooShort)
         ));
         assert!(matches!(
-            auth.register("", KEY).await,
+            auth.register("", KEY, SOURCE).await,
             Err(RegisterError::EmptyClientId)
         ));
-        auth.register("c", KEY).await.unwrap();
+        auth.register("c", KEY, SOURCE).await.unwrap();
         assert!(matches!(
-            auth.register("c", KEY).await,
+            auth.register("c", KEY, SOURCE).await,
             Err(RegisterError::AlreadyRegistered)
         ));
         let long_key = "k".repeat(MAX_KEY_LEN);
-        auth.register("long", &long_key).await.unwrap();
+        auth.register("long", &long_key, SOURCE).await.unwrap();
         assert_eq!(
-            auth.authenticate(Some(&basic_header("long", &long_key)))
-                .await,
+            check(&auth, Some(&basic_header("long", &long_key))).await,
             Ok(Identity::Client("long".into()))
         );
         assert_eq!(
-            auth.authenticate(Some(&basic_header("c", KEY))).await,
+            check(&auth, Some(&basic_header("c", KEY))).await,
             Ok(Identity::Client("c".into()))
         );
         assert_eq!(
-            auth.authenticate(Some(&basic_header("c", "wrong"))).await,
+            check(&auth, Some(&basic_header("c", "wrong"))).await,
             Err(AuthError::Failed(CredentialError::Mismatch))
         );
         assert_eq!(
-            auth.authenticate(Some(&basic_header("nobody", KEY))).await,
+            check(&auth, Some(&basic_header("nobody", KEY))).await,
             Err(AuthError::Failed(CredentialError::UnknownClient))
         );
         assert_eq!(
-            auth.authenticate(Some(&basic_header("", "admin-secret")))
-                .await,
+            check(&auth, Some(&basic_header("", "admin-secret"))).await,
             Ok(Identity::Admin)
         );
         assert_eq!(
-            auth.authenticate(Some(&basic_header("", "nope"))).await,
+            check(&auth, Some(&basic_header("", "nope"))).await,
             Err(AuthError::EmptyUsername)
         );
-        assert_eq!(auth.authenticate(None).await, Err(AuthError::InvalidHeader));
-        let token = auth.login("c", KEY).await.unwrap();
+        assert_eq!(check(&auth, None).await, Err(AuthError::InvalidHeader));
+        let token = auth.login("c", KEY, SOURCE).await.unwrap();
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {token}"))).await,
+            check(&auth, Some(&format!("Bearer {token}"))).await,
             Ok(Identity::Client("c".into()))
         );
         assert!(matches!(
-            auth.login("c", "wrong").await,
+            auth.login("c", "wrong", SOURCE).await,
             Err(LoginError::Mismatch)
         ));
         auth.unregister("c").await.unwrap();
         assert_eq!(
-            auth.authenticate(Some(&format!("Bearer {token}"))).await,
+            check(&auth, Some(&format!("Bearer {token}"))).await,
             Err(AuthError::Token(TokenError::Invalid))
         );
         assert!(matches!(
@@ -407,8 +470,7 @@ mod tests {
     async fn admin_disabled_ignores_secret() {
         let (_dir, auth) = auth(false);
         assert_eq!(
-            auth.authenticate(Some(&basic_header("", "admin-secret")))
-                .await,
+            check(&auth, Some(&basic_header("", "admin-secret"))).await,
             Err(AuthError::EmptyUsername)
         );
     }

@@ -88,6 +88,8 @@ pub struct Client {
     prefix: String,
     credentials: Option<(String, String)>,
     timeout: Duration,
+    /// Local address connections are made from (none: the system's choice).
+    local_ip: Option<std::net::IpAddr>,
 }
 
 impl Client {
@@ -125,7 +127,14 @@ impl Client {
             prefix: prefix.trim_end_matches('/').to_owned(),
             credentials,
             timeout: Duration::from_secs(30),
+            local_ip: None,
         })
+    }
+
+    /// Connects from `ip` (e.g. 127.0.0.2 on loopback, to act as another host).
+    pub fn with_local_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.local_ip = Some(ip);
+        self
     }
 
     /// Sets the Basic credentials (`clientID`, `authKey`).
@@ -163,9 +172,11 @@ impl Client {
 
     async fn open(&self) -> Result<Box<dyn Io>, ClientError> {
         let addr = self.authority();
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| ClientError::Connect(addr, e))?;
+        let tcp = match self.local_ip {
+            None => TcpStream::connect((self.host.as_str(), self.port)).await,
+            Some(ip) => connect_from(ip, (self.host.as_str(), self.port)).await,
+        }
+        .map_err(|e| ClientError::Connect(addr, e))?;
         tcp.set_nodelay(true).ok();
         if !self.secure {
             return Ok(Box::new(tcp));
@@ -460,4 +471,22 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.stream.close(None).await;
     }
+}
+
+/// A TCP connection to `target` from local address `ip`.
+async fn connect_from(ip: std::net::IpAddr, target: (&str, u16)) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(target).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address")))
 }

@@ -390,6 +390,7 @@ mod tests {
             ("RTCD_LIMITS_MAXIDLENGTH", "15"),
             ("RTCD_LIMITS_MAXREMOTECANDIDATES", "16"),
             ("RTCD_LIMITS_MAXHTTPCONNECTIONS", "17"),
+            ("RTCD_LIMITS_MAXHTTPCONNECTIONSPERIP", "21"),
             ("RTCD_LIMITS_HTTPHEADERTIMEOUTSECONDS", "18"),
             ("RTCD_LIMITS_ICETCPPENDINGPERIP", "19"),
             ("RTCD_LIMITS_ICETCPIDLETIMEOUTSECONDS", "20"),
@@ -406,11 +407,12 @@ mod tests {
                 l.max_id_length,
                 l.max_remote_candidates,
                 l.max_http_connections,
+                l.max_http_connections_per_ip,
                 l.http_header_timeout_seconds,
                 l.ice_tcp_pending_per_ip,
                 l.ice_tcp_idle_timeout_seconds,
             ],
-            [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+            [11, 12, 13, 14, 15, 16, 17, 21, 18, 19, 20]
         );
         assert!(
             cfg.overrides

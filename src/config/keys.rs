@@ -101,6 +101,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     k("limits.max_id_length", "LIMITS_MAXIDLENGTH", "MaxIDLength", Kind::U64),
     k("limits.max_remote_candidates", "LIMITS_MAXREMOTECANDIDATES", "MaxRemoteCandidates", Kind::U64),
     k("limits.max_http_connections", "LIMITS_MAXHTTPCONNECTIONS", "MaxHTTPConnections", Kind::U64),
+    k("limits.max_http_connections_per_ip", "LIMITS_MAXHTTPCONNECTIONSPERIP", "MaxHTTPConnectionsPerIP", Kind::U64),
     k("limits.http_header_timeout_seconds", "LIMITS_HTTPHEADERTIMEOUTSECONDS", "HTTPHeaderTimeoutSeconds", Kind::U64),
     k("limits.ice_tcp_pending_per_ip", "LIMITS_ICETCPPENDINGPERIP", "ICETCPPendingPerIP", Kind::U64),
     k("limits.ice_tcp_idle_timeout_seconds", "LIMITS_ICETCPIDLETIMEOUTSECONDS", "ICETCPIdleTimeoutSeconds", Kind::U64),

@@ -45,8 +45,10 @@ pub struct LimitsConfig {
     pub max_id_length: u64,
     /// Remote ICE candidates one session may add (trickled and in its offers).
     pub max_remote_candidates: u64,
-    /// Open HTTP/WebSocket connections to the API in all; more are closed at once.
+    /// Open HTTP connections to the API in all; more are closed at once.
     pub max_http_connections: u64,
+    /// Open HTTP connections to the API from one IP address.
+    pub max_http_connections_per_ip: u64,
     /// Time a client has to send a request's headers; also how long an idle keep-alive
     /// connection stays open (upstream: read timeout 30 s, idle 30 s).
     pub http_header_timeout_seconds: u64,
@@ -66,6 +68,7 @@ impl Default for LimitsConfig {
             max_id_length: 128,
             max_remote_candidates: 64,
             max_http_connections: 10_000,
+            max_http_connections_per_ip: 256,
             http_header_timeout_seconds: 30,
             ice_tcp_pending_per_ip: 64,
             ice_tcp_idle_timeout_seconds: 30,

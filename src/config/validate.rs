@@ -277,6 +277,10 @@ impl Config {
             ("limits.max_remote_candidates", limits.max_remote_candidates),
             ("limits.max_http_connections", limits.max_http_connections),
             (
+                "limits.max_http_connections_per_ip",
+                limits.max_http_connections_per_ip,
+            ),
+            (
                 "limits.http_header_timeout_seconds",
                 limits.http_header_timeout_seconds,
             ),

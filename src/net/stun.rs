@@ -1,5 +1,8 @@
 //! Just enough STUN (RFC 8489) to route a datagram: recognise a message and read its USERNAME
-//! without allocating. Full STUN handling (integrity, responses) is the ICE agent's job.
+//! without allocating; and, before the SFU keeps any state for a new flow or ICE-TCP
+//! connection, check a Binding request's MESSAGE-INTEGRITY against the session's ICE password
+//! ([`authenticated`], with the STUN crate of the `rtc` stack). Responses are the ICE agent's
+//! job.
 //! Hand-written because the demux runs per packet on the receive thread and only needs these
 //! few bytes; the STUN crate's parser allocates a message per call.
 
@@ -53,6 +56,21 @@ pub fn local_ufrag(packet: &[u8]) -> Option<&str> {
     username(packet)?.split(':').next()
 }
 
+/// Whether `packet` is a Binding request carrying a MESSAGE-INTEGRITY made with `password`
+/// (the ICE password of the session its USERNAME names: RFC 8445 short-term credentials).
+pub fn authenticated(packet: &[u8], password: &str) -> bool {
+    use rtc::crypto::providers::RingCrypto;
+    use rtc::stun::integrity::MessageIntegrity;
+    if !is_binding_request(packet) {
+        return false;
+    }
+    let mut message = rtc::stun::message::Message::new();
+    if message.unmarshal_binary(packet).is_err() {
+        return false;
+    }
+    MessageIntegrity::check(&mut message, password.as_bytes(), &RingCrypto).is_ok()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -83,6 +101,50 @@ pub(crate) mod tests {
         assert_eq!(local_ufrag(&packet), Some("w01abcdef"));
         let odd = binding_request("abc:de");
         assert_eq!(local_ufrag(&odd), Some("abc"));
+    }
+
+    /// A Binding request as an ICE agent sends it: USERNAME, MESSAGE-INTEGRITY, FINGERPRINT.
+    pub(crate) fn signed_binding_request(user: &str, password: &str) -> Vec<u8> {
+        use rtc::crypto::providers::RingCrypto;
+        use rtc::stun::fingerprint::FINGERPRINT;
+        use rtc::stun::integrity::MessageIntegrity;
+        use rtc::stun::message::{BINDING_REQUEST, Message, Setter, TransactionId};
+        use rtc::stun::textattrs::Username;
+        let crypto = RingCrypto;
+        let mut message = Message::new();
+        let integrity =
+            MessageIntegrity::new_short_term_integrity_with_provider(password.to_owned(), &crypto);
+        let username = Username::new(rtc::stun::attributes::ATTR_USERNAME, user.to_owned());
+        let setters: Vec<Box<dyn Setter + '_>> = vec![
+            Box::new(BINDING_REQUEST),
+            Box::new(TransactionId::new()),
+            Box::new(username),
+            Box::new(integrity),
+            Box::new(FINGERPRINT),
+        ];
+        message.build(&setters).unwrap();
+        message.raw.clone()
+    }
+
+    #[test]
+    fn integrity_is_checked_against_the_password() {
+        let packet = signed_binding_request("w01abcdef:theirs", "the-ice-password");
+        assert_eq!(local_ufrag(&packet), Some("w01abcdef"));
+        assert!(authenticated(&packet, "the-ice-password"));
+        assert!(!authenticated(&packet, "another-password"));
+        let mut tampered = packet.clone();
+        tampered[30] ^= 1; // inside USERNAME
+        assert!(!authenticated(&tampered, "the-ice-password"));
+        // No MESSAGE-INTEGRITY at all.
+        assert!(!authenticated(
+            &binding_request("w01abcdef:theirs"),
+            "the-ice-password"
+        ));
+        assert!(!authenticated(
+            &packet[..packet.len() - 4],
+            "the-ice-password"
+        ));
+        assert!(!authenticated(&[0u8; 64], "x"));
     }
 
     #[test]
