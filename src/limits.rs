@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelValue;
@@ -36,6 +37,8 @@ pub enum Limit {
     /// An ICE-TCP connection whose first frame was not an authenticated check for a live
     /// session.
     ice_tcp_unauthenticated,
+    /// `limits.ice_tcp_idle_timeout_seconds`.
+    ice_tcp_idle,
     /// A media worker's command queue was full.
     media_busy,
     /// The key-verification rate limiter (per client ID, per source IP, or in all).
@@ -131,6 +134,71 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
 
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
+    }
+}
+
+/// Counts of things held per key (connections per source address), each capped: a
+/// [`Slot`] is one place, given back when dropped.
+#[derive(Debug)]
+pub struct PerKeySlots<K: Hash + Eq> {
+    counts: Arc<Mutex<HashMap<K, usize>>>,
+    max: usize,
+}
+
+impl<K: Hash + Eq> Clone for PerKeySlots<K> {
+    fn clone(&self) -> Self {
+        Self {
+            counts: self.counts.clone(),
+            max: self.max,
+        }
+    }
+}
+
+/// One place of a [`PerKeySlots`].
+#[derive(Debug)]
+pub struct Slot<K: Hash + Eq> {
+    counts: Arc<Mutex<HashMap<K, usize>>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> PerKeySlots<K> {
+    pub fn new(max: usize) -> Self {
+        Self {
+            counts: Arc::default(),
+            max,
+        }
+    }
+
+    /// A place for `key`, unless `key` holds `max` already.
+    pub fn take(&self, key: K) -> Option<Slot<K>> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(key.clone()).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            counts: self.counts.clone(),
+            key,
+        })
+    }
+
+    /// Places `key` holds.
+    pub fn held(&self, key: &K) -> usize {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.get(key).copied().unwrap_or(0)
+    }
+}
+
+impl<K: Hash + Eq> Drop for Slot<K> {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
     }
 }
 
@@ -237,6 +305,18 @@ mod tests {
         assert_eq!(buckets.len(), 1);
         buckets.forget(&"c");
         assert!(buckets.is_empty());
+    }
+
+    #[test]
+    fn per_key_slots_are_capped_and_given_back() {
+        let slots = PerKeySlots::new(2);
+        let a1 = slots.take("a").unwrap();
+        let _a2 = slots.take("a").unwrap();
+        assert!(slots.take("a").is_none());
+        let _b = slots.take("b").unwrap();
+        drop(a1);
+        assert_eq!(slots.held(&"a"), 1);
+        assert!(slots.take("a").is_some());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, server, tls};
 use crate::auth::Auth;
-use crate::config::Config;
+use crate::config::{Config, StoreConfig};
 use crate::media::{self, CloseReason, MediaPlane};
 use crate::metrics::Metrics;
 use crate::net::runtime::SfuPlane;
@@ -45,7 +45,8 @@ pub type StopSignals = mpsc::UnboundedReceiver<()>;
 
 /// Runs the daemon until stopped.
 pub async fn run(config: Config, mut stop: StopSignals) -> Result<(), ServiceError> {
-    let store = Store::open(Path::new(&config.store.data_source))
+    let default_location = config.store.data_source == StoreConfig::default().data_source;
+    let store = Store::open(Path::new(&config.store.data_source), default_location)
         .map_err(|e| ServiceError::Create(format!("failed to create store: {e}")))?;
     tracing::info!(path = %store.path().display(), "store opened");
     let metrics = Arc::new(Metrics::new());

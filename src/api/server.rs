@@ -10,9 +10,8 @@
 //! Upgraded WebSocket connections leave the cap and the timeouts: their own keepalive governs
 //! them (`ws::conn`).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::limits::{Limit, LogThrottle};
+use crate::limits::{Limit, LogThrottle, PerKeySlots};
 use crate::metrics::Metrics;
 
 /// How connections are served.
@@ -51,7 +50,7 @@ pub async fn serve<L>(
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_source = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+    let per_source = PerKeySlots::<IpAddr>::new(limits.max_connections_per_ip);
     let connections = TaskTracker::new();
     loop {
         let (io, peer) = tokio::select! {
@@ -67,9 +66,7 @@ pub async fn serve<L>(
             drop(io);
             continue;
         };
-        let Some(source_slot) =
-            SourceSlot::take(&per_source, peer.ip(), limits.max_connections_per_ip)
-        else {
+        let Some(source_slot) = per_source.take(peer.ip()) else {
             metrics.refused(Limit::http_connections_per_ip);
             static THROTTLE: LogThrottle = LogThrottle::new();
             if let Some(suppressed) = THROTTLE.allow() {
@@ -119,42 +116,5 @@ pub async fn serve<L>(
             "{} HTTP connections still open after {grace:?}; closing them",
             connections.len()
         );
-    }
-}
-
-/// One connection's place in the per-source count (given back when dropped).
-struct SourceSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    source: IpAddr,
-}
-
-impl SourceSlot {
-    fn take(
-        counts: &Arc<Mutex<HashMap<IpAddr, usize>>>,
-        source: IpAddr,
-        max: usize,
-    ) -> Option<Self> {
-        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let count = map.entry(source).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(Self {
-            counts: counts.clone(),
-            source,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = map.get_mut(&self.source) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.source);
-            }
-        }
     }
 }

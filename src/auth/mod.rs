@@ -369,7 +369,7 @@ mod tests {
 
     fn auth(enable_admin: bool) -> (tempfile::TempDir, Auth) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let store = Arc::new(Store::open(dir.path(), false).unwrap());
         let security = SecurityConfig {
             enable_admin,
             admin_secret_key: "admin-secret".into(),

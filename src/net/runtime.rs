@@ -22,6 +22,7 @@ use crossbeam_channel::TrySendError;
 use super::addresses::{self, Advertised, Protocol};
 use super::batch::{RecvBatch, SendBatch};
 use super::flows::{self, FlowSockets};
+use super::learned::{FlowNote, LearnedFlows};
 use super::queue::{self, ControlQueue, WorkerInbox, WorkerQueue};
 use super::tcp::{self, TcpWriter};
 use super::turn::{self, TurnServer};
@@ -29,6 +30,7 @@ use super::{discovery, stun};
 use crate::calls::SessionConfig;
 use crate::config::{LimitsConfig, RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaEvent, MediaPlane, Signal};
+use crate::sfu::credentials::IceCredentials;
 use crate::sfu::relay::RelayTransport;
 use crate::sfu::session::{Datagram, Transmit};
 use crate::sfu::worker::Worker;
@@ -41,8 +43,7 @@ const RECEIVE_BUFFER: usize = 2048;
 const SOCKET_BUFFER_BYTES: usize = 16 << 20;
 /// How often idle threads check for shutdown.
 const IDLE_WAKEUP: Duration = Duration::from_millis(200);
-/// Cap of the receive thread's learned-flow table (cleared when exceeded; live flows re-learn
-/// from their next STUN keepalive within ~2 s).
+/// Cap of each receive thread's learned-flow table (the oldest flow is evicted when full).
 const MAX_LEARNED_FLOWS: usize = 200_000;
 
 /// Media-plane startup failure.
@@ -180,20 +181,26 @@ impl SfuPlane {
         }
 
         // One socket per served local IP; the advertised UDP address names it for the workers.
+        // Each socket's receive thread learns its flows from the workers' notes.
         let mut sockets: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+        let mut flow_notes: HashMap<SocketAddr, crossbeam_channel::Sender<FlowNote>> =
+            HashMap::new();
         let mut bound = Vec::new();
         for ip in &local_ips {
             let addr = SocketAddr::new(*ip, udp_port);
             let socket = bind_udp(addr, connected_flows)?;
             let socket = Arc::new(socket);
+            let (notes, notes_rx) = crossbeam_channel::unbounded();
             for a in advertised
                 .iter()
                 .filter(|a| a.protocol == Protocol::Udp && a.local_ip == *ip)
             {
                 sockets.insert(a.address, socket.clone());
+                flow_notes.insert(a.address, notes.clone());
             }
-            bound.push((socket, advertised_udp(&advertised, *ip)));
+            bound.push((socket, advertised_udp(&advertised, *ip), notes_rx));
         }
+        let credentials = IceCredentials::default();
 
         let mut workers = Vec::new();
         for index in 0..worker_count {
@@ -209,9 +216,12 @@ impl SfuPlane {
                 advertised.clone(),
                 metrics.clone(),
                 limits.max_remote_candidates as usize,
+                credentials.clone(),
             );
             let driver = WorkerDriver {
+                index,
                 sockets: sockets.clone(),
+                flow_notes: flow_notes.clone(),
                 connected_flows,
                 metrics: metrics.clone(),
                 events: events.clone(),
@@ -226,7 +236,7 @@ impl SfuPlane {
             threads.push(handle);
         }
 
-        for (socket, advertised_addr) in bound {
+        for (socket, advertised_addr, notes) in bound {
             let Some(advertised_addr) = advertised_addr else {
                 continue;
             };
@@ -234,7 +244,9 @@ impl SfuPlane {
             let stopping = stopping.clone();
             let handle = std::thread::Builder::new()
                 .name("rtcd-udp-rx".into())
-                .spawn(move || run_udp_receiver(&socket, advertised_addr, &workers, &stopping))
+                .spawn(move || {
+                    run_udp_receiver(&socket, advertised_addr, &workers, &notes, &stopping)
+                })
                 .map_err(NetError::Thread)?;
             threads.push(handle);
         }
@@ -250,7 +262,13 @@ impl SfuPlane {
             tokio::spawn(tcp::serve(
                 listener,
                 a.address,
-                workers.clone(),
+                tcp::Admission {
+                    workers: workers.clone(),
+                    credentials: credentials.clone(),
+                    pending_per_ip: limits.ice_tcp_pending_per_ip as usize,
+                    idle_timeout: Duration::from_secs(limits.ice_tcp_idle_timeout_seconds),
+                    metrics: metrics.clone(),
+                },
                 tcp_stop.clone(),
             ));
         }
@@ -323,31 +341,36 @@ fn bind_udp(addr: SocketAddr, connected_flows: bool) -> Result<UdpSocket, NetErr
     Ok(socket)
 }
 
-/// Receive loop of one UDP socket: route each datagram to its worker or drop it.
+/// Receive loop of one UDP socket: route each datagram to its worker or drop it. Binding
+/// requests go to the worker their ufrag names; anything else only along a flow a worker
+/// learned (after authenticating a check from it), which the workers' notes announce.
 fn run_udp_receiver(
     socket: &UdpSocket,
     local: SocketAddr,
     workers: &[WorkerQueue<Input>],
+    notes: &crossbeam_channel::Receiver<FlowNote>,
     stopping: &AtomicBool,
 ) {
-    let mut learned: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut learned = LearnedFlows::new(MAX_LEARNED_FLOWS);
     let mut batch = RecvBatch::new();
     let mut dropped: u64 = 0;
     while !stopping.load(Ordering::Relaxed) {
         // Workers that got datagrams of this batch, woken once after it (bit per worker;
         // workers past 64 are woken per datagram).
         let mut to_wake: u64 = 0;
+        let mut first = true;
         let result = batch.recv(socket, |peer, data| {
-            let worker = match stun::local_ufrag(&data).and_then(worker_of_ufrag) {
-                Some(worker) if worker < workers.len() => {
-                    if learned.len() >= MAX_LEARNED_FLOWS {
-                        learned.clear();
-                    }
-                    learned.insert(peer, worker);
-                    worker
+            // Notes sent before this batch arrived (a worker learns a flow before it answers
+            // the check that makes the client send DTLS) are applied before it is routed.
+            if std::mem::take(&mut first) {
+                for note in notes.try_iter() {
+                    learned.apply(note);
                 }
+            }
+            let worker = match stun::local_ufrag(&data).and_then(worker_of_ufrag) {
+                Some(worker) if worker < workers.len() => worker,
                 _ => match learned.get(&peer) {
-                    Some(worker) => *worker,
+                    Some(worker) => worker,
                     None => {
                         dropped += 1;
                         if dropped.is_power_of_two() {
@@ -374,6 +397,12 @@ fn run_udp_receiver(
                 dropped += 1;
             }
         });
+        if first {
+            // Nothing arrived: keep the table current anyway.
+            for note in notes.try_iter() {
+                learned.apply(note);
+            }
+        }
         while to_wake != 0 {
             let worker = to_wake.trailing_zeros() as usize;
             workers[worker].wake();
@@ -418,7 +447,11 @@ impl Drop for RelaySocket {
 
 /// What a worker thread does I/O with.
 struct WorkerDriver {
+    /// This worker's index (named in flow notes).
+    index: usize,
     sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// Per advertised UDP address, the notes channel of its receive thread.
+    flow_notes: HashMap<SocketAddr, crossbeam_channel::Sender<FlowNote>>,
     /// Whether established flows get connected sockets ([`flows`]).
     connected_flows: bool,
     metrics: Arc<crate::metrics::Metrics>,
@@ -665,9 +698,20 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input, Command>, drive
         for local in worker.out.released_relay_sockets.drain(..) {
             relay_sockets.remove(&local);
         }
+        for (local, peer) in worker.out.learned_flows.drain(..) {
+            if let Some(notes) = driver.flow_notes.get(&local) {
+                let _ = notes.send(FlowNote::Learn {
+                    peer,
+                    worker: driver.index,
+                });
+            }
+        }
         let open_flows = flow_sockets.len();
         for (local, peer) in worker.out.released_flows.drain(..) {
             flow_sockets.close(inputs.registry(), local, peer);
+            if let Some(notes) = driver.flow_notes.get(&local) {
+                let _ = notes.send(FlowNote::Forget { peer });
+            }
         }
         for (local, peer) in worker.out.connect_flows.drain(..) {
             if let (true, Some(bind)) = (connected_flows, binds.get(&local)) {

@@ -2,9 +2,13 @@
 //! when UDP is blocked.
 //!
 //! Owns: the TCP listeners, per connection a reader that deframes packets and routes the
-//! connection to the worker named by the ufrag of its first STUN binding request (connections
-//! that send none within 30 s, or junk, are closed), and a writer fed by a bounded queue that
-//! drops packets for a slow client instead of blocking the media worker.
+//! connection to the worker named by the ufrag of its first STUN binding request, and a writer
+//! fed by a bounded queue that drops packets for a slow client instead of blocking the media
+//! worker. Admission (`docs/security.md`): a connection is kept only if its first frame is a
+//! binding request for a live session authenticated with that session's ICE password
+//! (anything else, or nothing within 30 s, closes it); one address may hold at most
+//! `limits.ice_tcp_pending_per_ip` connections that have not authenticated yet; a connection
+//! silent for `limits.ice_tcp_idle_timeout_seconds` is closed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::addresses::Protocol;
 use super::runtime::{Command, Input, WorkerLink};
 use super::stun;
+use crate::limits::{Limit, LogThrottle, PerKeySlots};
+use crate::metrics::Metrics;
+use crate::sfu::credentials::IceCredentials;
 use crate::sfu::session::Datagram;
 
 /// Time a new connection has to send its first STUN binding request (pion's default).
@@ -34,14 +41,28 @@ const MAX_FRAME: usize = u16::MAX as usize;
 /// The write side of a TCP media connection, held by the worker.
 pub type TcpWriter = mpsc::Sender<BytesMut>;
 
+/// What decides whether a connection is kept, and where it goes.
+#[derive(Clone)]
+pub struct Admission {
+    pub workers: Vec<WorkerLink>,
+    /// ICE credentials of the live sessions.
+    pub credentials: IceCredentials,
+    /// Connections from one IP address that have not authenticated yet.
+    pub pending_per_ip: usize,
+    /// A connection silent this long is closed.
+    pub idle_timeout: Duration,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
 /// Accepts ICE-TCP connections on `listener` until `stop`.
 pub async fn serve(
     listener: TcpListener,
     advertised: SocketAddr,
-    workers: Vec<WorkerLink>,
+    admission: Admission,
     stop: CancellationToken,
 ) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let pending = PerKeySlots::new(admission.pending_per_ip);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -55,15 +76,28 @@ pub async fn serve(
             _ = stop.cancelled() => return,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "ice-tcp: {MAX_CONNECTIONS} connections open, refusing another");
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(%peer, suppressed, "ice-tcp: {MAX_CONNECTIONS} connections open, refusing another");
+            }
+            continue;
+        };
+        let Some(unauthenticated) = pending.take(peer.ip()) else {
+            admission.metrics.refused(Limit::ice_tcp_pending_per_ip);
+            static THROTTLE: LogThrottle = LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::warn!(%peer, suppressed, "ice-tcp: {} connections from this address not yet authenticated (limits.ice_tcp_pending_per_ip), refusing another", admission.pending_per_ip);
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let workers = workers.clone();
+        let admission = admission.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(why) = connection(stream, peer, advertised, &workers, stop).await {
+            if let Err(why) =
+                connection(stream, peer, advertised, &admission, unauthenticated, stop).await
+            {
                 tracing::debug!(%peer, "ice-tcp connection closed: {why}");
             }
         });
@@ -74,21 +108,26 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    workers: &[WorkerLink],
+    admission: &Admission,
+    unauthenticated: crate::limits::Slot<std::net::IpAddr>,
     stop: CancellationToken,
 ) -> Result<(), String> {
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = BytesMut::with_capacity(4096);
 
-    // The first frame must be a STUN binding request naming one of our sessions.
+    // The first frame must be a binding request authenticated by a live session.
     let first = tokio::time::timeout(FIRST_STUN_TIMEOUT, read_frame(&mut reader, &mut buf))
         .await
         .map_err(|_| "no STUN binding request within 30 s".to_owned())??;
-    let worker = stun::local_ufrag(&first)
-        .and_then(|ufrag| usize::from_str_radix(ufrag.get(..2)?, 16).ok())
-        .filter(|w| *w < workers.len())
-        .ok_or("first frame is not a binding request for a known worker")?;
-    let worker = &workers[worker];
+    let worker = match authenticate(&first, admission) {
+        Ok(worker) => worker,
+        Err(why) => {
+            admission.metrics.refused(Limit::ice_tcp_unauthenticated);
+            return Err(why.into());
+        }
+    };
+    drop(unauthenticated);
+    let worker = &admission.workers[worker];
 
     let (tx, mut rx) = mpsc::channel::<BytesMut>(WRITE_QUEUE);
     worker
@@ -124,9 +163,13 @@ async fn connection(
             Err(TrySendError::Disconnected(_)) => break Ok(()),
         }
         frame = tokio::select! {
-            next = read_frame(&mut reader, &mut buf) => match next {
-                Ok(frame) => frame,
-                Err(why) => break Err(why),
+            next = tokio::time::timeout(admission.idle_timeout, read_frame(&mut reader, &mut buf)) => match next {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(why)) => break Err(why),
+                Err(_) => {
+                    admission.metrics.refused(Limit::ice_tcp_idle);
+                    break Err(format!("nothing received for {:?}", admission.idle_timeout));
+                }
             },
             _ = stop.cancelled() => break Ok(()),
         };
@@ -137,6 +180,23 @@ async fn connection(
         .send_always(Command::TcpClosed { local, peer });
     write_task.abort();
     result
+}
+
+/// The worker of the live session whose ICE password authenticates `first` (a binding
+/// request), or why the connection is refused.
+fn authenticate(first: &[u8], admission: &Admission) -> Result<usize, &'static str> {
+    let ufrag = stun::local_ufrag(first).ok_or("first frame is not a STUN binding request")?;
+    let password = admission
+        .credentials
+        .password(ufrag)
+        .ok_or("first binding request names no live session")?;
+    if !stun::authenticated(first, &password) {
+        return Err("first binding request is not authenticated by its session's ICE password");
+    }
+    usize::from_str_radix(ufrag.get(..2).ok_or("bad ufrag")?, 16)
+        .ok()
+        .filter(|w| *w < admission.workers.len())
+        .ok_or("ufrag names no worker")
 }
 
 /// Reads one RFC 4571 frame (2-byte big-endian length, then the packet).

@@ -130,7 +130,11 @@ pub struct Outputs {
     /// UDP flows (advertised local address, peer) that became a session's selected candidate
     /// pair: the driver may give them a connected socket (`net::flows`).
     pub connect_flows: Vec<(SocketAddr, SocketAddr)>,
-    /// UDP flows of ended sessions (the driver closes their connected sockets).
+    /// UDP flows (advertised local address, peer) whose session authenticated a check from
+    /// them: the driver tells the receive thread which worker owns them (`net::learned`).
+    pub learned_flows: Vec<(SocketAddr, SocketAddr)>,
+    /// UDP flows of ended sessions (the driver closes their connected sockets and tells the
+    /// receive thread to forget them).
     pub released_flows: Vec<(SocketAddr, SocketAddr)>,
     /// Scratch block the direct audio path carves its packets from (kept across turns).
     pub direct_arena: BytesMut,

@@ -14,6 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::credentials::IceCredentials;
 use super::relay::RelayTransport;
 use super::session::{Datagram, InboundRtp, Outputs, Path, Session};
 use super::tracks::{self, PublishedTrack};
@@ -25,6 +26,10 @@ use crate::net::stun;
 /// Routing key of an established flow.
 type FlowKey = (SocketAddr, SocketAddr, Protocol);
 
+/// Flows one session may have (candidate pairs a client checks: a few per interface and
+/// protocol); past it the session's oldest flow is forgotten.
+pub const MAX_FLOWS_PER_SESSION: usize = 8;
+
 /// A shard.
 pub struct Worker {
     index: u8,
@@ -34,8 +39,13 @@ pub struct Worker {
     max_remote_candidates: usize,
     /// Sessions by ID; the key is the one shared name every other table holds.
     sessions: HashMap<Arc<str>, Session>,
-    by_ufrag: HashMap<String, Arc<str>>,
+    /// Our ufrag → the session and its ICE password (checks are authenticated with it before
+    /// a flow is learned).
+    by_ufrag: HashMap<String, (Arc<str>, String)>,
+    /// The same credentials, shared with the ICE-TCP acceptor.
+    credentials: IceCredentials,
     /// Learned flows → their session (shared name: routing a datagram allocates nothing).
+    /// A flow is learned only from a check the session authenticates.
     by_flow: HashMap<FlowKey, Arc<str>>,
     flows_of: HashMap<String, Vec<FlowKey>>,
     /// Our TURN sockets → the session allocating through them.
@@ -63,6 +73,7 @@ impl Worker {
         candidates: Vec<Advertised>,
         metrics: Arc<crate::metrics::Metrics>,
         max_remote_candidates: usize,
+        credentials: IceCredentials,
     ) -> Self {
         Self {
             index,
@@ -71,6 +82,7 @@ impl Worker {
             max_remote_candidates,
             sessions: HashMap::default(),
             by_ufrag: HashMap::default(),
+            credentials,
             by_flow: HashMap::default(),
             flows_of: HashMap::default(),
             by_relay_socket: HashMap::default(),
@@ -133,7 +145,8 @@ impl Worker {
         session.max_remote_candidates = self.max_remote_candidates;
         self.metrics.media_sessions.inc();
         let name: Arc<str> = Arc::from(config.session_id.as_str());
-        self.by_ufrag.insert(ufrag, name.clone());
+        self.credentials.insert(&ufrag, &pwd);
+        self.by_ufrag.insert(ufrag, (name.clone(), pwd));
         for socket in session.relay_sockets() {
             self.by_relay_socket.insert(socket, name.clone());
         }
@@ -175,15 +188,13 @@ impl Worker {
         self.metrics.media_sessions.dec();
         self.deadlines.remove(session_id);
         self.by_ufrag.remove(&session.ufrag);
+        self.credentials.remove(&session.ufrag);
         for socket in session.relay_sockets() {
             self.by_relay_socket.remove(&socket);
             self.out.released_relay_sockets.push(socket);
         }
         for flow in self.flows_of.remove(session_id).unwrap_or_default() {
-            self.by_flow.remove(&flow);
-            if let (local, peer, Protocol::Udp) = flow {
-                self.out.released_flows.push((local, peer));
-            }
+            self.forget_flow(flow);
         }
         let mut others = Vec::new();
         if let Some(members) = self.calls.get_mut(&session.call) {
@@ -371,22 +382,49 @@ impl Worker {
         let key = (datagram.local, datagram.peer, datagram.protocol);
         let session_id = match self.by_flow.get(&key) {
             Some(id) => id.clone(),
-            None => {
-                let Some(id) = stun::local_ufrag(&datagram.data)
-                    .and_then(|u| self.by_ufrag.get(u))
-                    .cloned()
-                else {
-                    return; // unknown flow and not a check for one of our sessions
-                };
-                self.by_flow.insert(key, id.clone());
-                self.flows_of.entry(id.to_string()).or_default().push(key);
-                id
-            }
+            None => match self.learn_flow(key, &datagram.data) {
+                Some(id) => id,
+                None => return,
+            },
         };
         self.with_session(&session_id, |session, out| {
             session.handle_datagram(now, datagram, out)
         });
         self.settle(now);
+    }
+
+    /// A new flow becomes known when it sends a check that names one of our sessions and is
+    /// authenticated with that session's ICE password; anything else from an unknown flow is
+    /// dropped without leaving state behind. A session keeps at most
+    /// [`MAX_FLOWS_PER_SESSION`] flows (its oldest is forgotten).
+    fn learn_flow(&mut self, key: FlowKey, data: &[u8]) -> Option<Arc<str>> {
+        let (id, password) = stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u))?;
+        if !stun::authenticated(data, password) {
+            static THROTTLE: crate::limits::LogThrottle = crate::limits::LogThrottle::new();
+            if let Some(suppressed) = THROTTLE.allow() {
+                tracing::debug!(session_id = %id, peer = %key.1, suppressed, "binding request with a bad MESSAGE-INTEGRITY dropped");
+            }
+            return None;
+        }
+        let id = id.clone();
+        let flows = self.flows_of.entry(id.to_string()).or_default();
+        let evicted = (flows.len() >= MAX_FLOWS_PER_SESSION).then(|| flows.remove(0));
+        flows.push(key);
+        if let Some(old) = evicted {
+            self.forget_flow(old);
+        }
+        self.by_flow.insert(key, id.clone());
+        if let (local, peer, Protocol::Udp) = key {
+            self.out.learned_flows.push((local, peer));
+        }
+        Some(id)
+    }
+
+    fn forget_flow(&mut self, flow: FlowKey) {
+        self.by_flow.remove(&flow);
+        if let (local, peer, Protocol::Udp) = flow {
+            self.out.released_flows.push((local, peer));
+        }
     }
 
     /// A datagram from a TURN server on relay socket `local`.

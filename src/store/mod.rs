@@ -47,8 +47,62 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// The data directory exists but may not be used (wrong owner, writable by others, or not
+    /// writable by the daemon's user); the text names the directory and the fix.
+    #[error("store directory {path}: {why}")]
+    Unusable { path: PathBuf, why: String },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// The fix named in every unusable-directory error.
+const FIX: &str = "use a directory of the daemon's own: set store.data_source \
+    (RTCD_STORE_DATASOURCE), or remove the directory, or give it to the daemon's user \
+    (chown) with mode 0700";
+
+/// Refuses an existing data directory the daemon cannot or must not use.
+fn check_directory(dir: &Path, default_location: bool) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let unusable = |why: String| StoreError::Unusable {
+        path: dir.to_owned(),
+        why: format!("{why}; {FIX}"),
+    };
+    let meta = fs::metadata(dir).map_err(|e| unusable(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(unusable("not a directory".into()));
+    }
+    // The daemon's effective user owns /proc/self (no unsafe call to geteuid needed).
+    let me = fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if default_location {
+        if let Some(me) = me
+            && meta.uid() != me
+        {
+            return Err(unusable(format!(
+                "owned by uid {}, but rtcd runs as uid {me}; in the shared default location it \
+                 is refused (another local user may have created it)",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(unusable(format!(
+                "writable by group or others (mode {:o}); in the shared default location it is \
+                 refused",
+                meta.mode() & 0o777
+            )));
+        }
+    }
+    // Writable by us? (root may write anywhere.)
+    let probe = dir.join(".rtcd-write-probe");
+    match fs::write(&probe, b"") {
+        Ok(()) => {
+            let _ = fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(unusable(format!(
+            "not writable by the daemon's user (uid {}): {e}",
+            me.map_or("?".into(), |u| u.to_string())
+        ))),
+    }
 }
 
 /// Handle to the client database. One connection, serialised by a mutex: the store sees a
@@ -59,9 +113,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in directory `data_source`.
-    pub fn open(data_source: &Path) -> Result<Self, StoreError> {
-        if !data_source.exists() {
+    /// Opens (creating if needed) the database in directory `data_source`. When that is the
+    /// built-in default (`/tmp/rtcd_db`, in a directory every local user can write), an
+    /// existing directory must belong to the daemon's user and not be writable by others:
+    /// another user could have created it to read or plant client records.
+    pub fn open(data_source: &Path, default_location: bool) -> Result<Self, StoreError> {
+        if data_source.exists() {
+            check_directory(data_source, default_location)?;
+        } else {
             fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
@@ -183,7 +242,7 @@ mod tests {
     fn insert_get_delete_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("nested/db");
-        let store = Store::open(&data).unwrap();
+        let store = Store::open(&data, false).unwrap();
         store.insert("a", "hash-a").unwrap();
         assert!(matches!(
             store.insert("a", "other"),
@@ -192,7 +251,7 @@ mod tests {
         assert_eq!(store.get("a").unwrap(), "hash-a");
         assert!(matches!(store.get("b"), Err(StoreError::NotFound)));
         drop(store);
-        let store = Store::open(&data).unwrap();
+        let store = Store::open(&data, false).unwrap();
         assert_eq!(store.get("a").unwrap(), "hash-a");
         store.delete("a").unwrap();
         assert!(matches!(store.delete("a"), Err(StoreError::NotFound)));
@@ -202,7 +261,7 @@ mod tests {
     #[test]
     fn key_limits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
         assert_eq!(
             store.insert("", "h").unwrap_err().to_string(),
             "error: empty key"
@@ -213,5 +272,30 @@ mod tests {
             "failed to set key: error: key too large"
         );
         store.insert(&"y".repeat(64), "h").unwrap();
+    }
+
+    #[test]
+    fn an_unsafe_default_directory_is_refused_naming_the_fix() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Store::open(&data, true).err().expect("refused").to_string();
+        assert!(err.contains(&data.display().to_string()), "{err}");
+        assert!(err.contains("writable by group or others"), "{err}");
+        assert!(err.contains("RTCD_STORE_DATASOURCE"), "{err}");
+        // Elsewhere the operator chose the directory: accepted.
+        Store::open(&data, false).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Store::open(&data, true).unwrap();
+        // A file where the directory should be.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = Store::open(&file, false)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("not a directory"), "{err}");
     }
 }
