@@ -79,7 +79,11 @@ async fn legitimate_call_works(daemon: &Daemon, id: &str) {
 /// SIGTERM drain ends when the legitimate calls do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_flood_is_refused_or_served_and_leaves_nothing_behind() {
-    for (lift_rate_limit, joins) in [(false, 3_000), (true, 4_000)] {
+    let counts = [
+        (false, common::scaled(3_000, 60_000)),
+        (true, common::scaled(4_000, 60_000)),
+    ];
+    for (lift_rate_limit, joins) in counts {
         let env: &[(&str, &str)] = if lift_rate_limit {
             &[
                 ("RTCD_LIMITS_JOINRATEPERCLIENT", "1000000"),
@@ -106,6 +110,7 @@ async fn join_flood_is_refused_or_served_and_leaves_nothing_behind() {
             }
         }
         let sent_in = started.elapsed();
+        let rss_after_flood = daemon.rss_kib();
         // Count the closes the flood gets back while the legitimate tenant works.
         let closes = tokio::spawn(async move {
             while let Ok(message) = flood.recv_timeout(Duration::from_secs(20)).await {
@@ -156,6 +161,11 @@ async fn join_flood_is_refused_or_served_and_leaves_nothing_behind() {
         })
         .await;
         assert!(drained.is_some(), "flood sessions left behind");
+        eprintln!(
+            "RSS {rss_after_flood} KiB right after the flood, {} KiB once its sessions ended; {} fds",
+            daemon.rss_kib(),
+            daemon.open_fds()
+        );
         let (closes, _flood) = closes.await.unwrap();
         assert_eq!(
             closes, joins,
@@ -249,6 +259,15 @@ async fn long_ids_are_refused_and_never_flood_the_log() {
     let huge = "y".repeat(400_000);
     ws.join(&join("call", "u", &long)).await.unwrap();
     ws.join(&join(&huge, "u", "s-1")).await.unwrap();
+    // Joins with ~480 kB IDs (the attack table's 300 under build/stress.sh); their refusals
+    // are logged a few times a second at most.
+    let rss_before = daemon.rss_kib();
+    let huge_session = "w".repeat(480_000);
+    for i in 0..common::scaled(3, 300) {
+        ws.join(&join("call", "u", &format!("{i}{huge_session}")))
+            .await
+            .unwrap();
+    }
     for _ in 0..50 {
         ws.leave(&huge).await.unwrap();
     }
@@ -266,6 +285,10 @@ async fn long_ids_are_refused_and_never_flood_the_log() {
         404
     );
 
+    eprintln!(
+        "RSS {rss_before} KiB before the long-ID joins, {} KiB after",
+        daemon.rss_kib()
+    );
     let log = daemon.log_text();
     assert!(
         log.contains("sessionID of 129 bytes is longer than 128"),

@@ -116,6 +116,22 @@ pub fn load_with_env(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigError> {
     let (file_layer, file_found) = read_file(path)?;
+    assemble(file_layer, file_found, env)
+}
+
+/// Load from TOML `text` (as if it were the file) and the environment `env`: what the file
+/// loader does after reading the file (used by the config fuzz target).
+pub fn load_text(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    let layer = parse_toml(Path::new("<text>"), text)?;
+    assemble(layer, true, env)
+}
+
+/// Defaults < file layer < environment.
+fn assemble(
+    file_layer: Layer,
+    file_found: bool,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
     let (env_layer, overrides) = env::collect(&env)?;
     let config = config::Config::builder()
         .add_source(config::Config::try_from(&Config::default())?)

@@ -12,7 +12,7 @@ mod keys;
 mod load;
 mod validate;
 
-pub use load::{ConfigError, Loaded, Override, OverrideSource, load, load_with_env};
+pub use load::{ConfigError, Loaded, Override, OverrideSource, load, load_text, load_with_env};
 pub use validate::{LOG_LEVELS, PortOverride, ValidationError};
 
 /// Root of the configuration (`[api]`, `[rtc]`, `[store]`, `[logger]`, `[limits]`).

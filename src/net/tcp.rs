@@ -205,15 +205,8 @@ async fn read_frame(
     buf: &mut BytesMut,
 ) -> Result<BytesMut, String> {
     loop {
-        if buf.len() >= 2 {
-            let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
-            if len == 0 || len > MAX_FRAME {
-                return Err("bad frame length".into());
-            }
-            if buf.len() >= 2 + len {
-                let _ = buf.split_to(2);
-                return Ok(buf.split_to(len));
-            }
+        if let Some(frame) = split_frame(buf)? {
+            return Ok(frame);
         }
         if buf.capacity() - buf.len() < 2048 {
             buf.reserve(4096);
@@ -222,5 +215,38 @@ async fn read_frame(
         if n == 0 {
             return Err("connection closed".into());
         }
+    }
+}
+
+/// Takes the first complete RFC 4571 frame off `buf`: `None` until it has arrived whole; an
+/// error for a frame length no packet has (0).
+pub fn split_frame(buf: &mut BytesMut) -> Result<Option<BytesMut>, String> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let len = usize::from(u16::from_be_bytes([buf[0], buf[1]]));
+    if len == 0 || len > MAX_FRAME {
+        return Err("bad frame length".into());
+    }
+    if buf.len() < 2 + len {
+        return Ok(None);
+    }
+    let _ = buf.split_to(2);
+    Ok(Some(buf.split_to(len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_split_only_when_whole() {
+        let mut buf = BytesMut::from(&[0u8, 3, 1, 2][..]);
+        assert_eq!(split_frame(&mut buf), Ok(None));
+        buf.extend_from_slice(&[3, 0, 1, 9]);
+        assert_eq!(split_frame(&mut buf).unwrap().unwrap(), &[1, 2, 3][..]);
+        assert_eq!(split_frame(&mut buf), Ok(None));
+        let mut zero = BytesMut::from(&[0u8, 0][..]);
+        assert!(split_frame(&mut zero).is_err());
     }
 }

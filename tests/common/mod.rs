@@ -156,6 +156,25 @@ impl Daemon {
         }
     }
 
+    /// The daemon's resident memory (KiB), from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// The daemon's open file descriptors, from /proc.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -188,6 +207,17 @@ pub fn rtcd_command(cwd: &Path) -> Command {
         }
     }
     cmd
+}
+
+/// Whether the full attack counts run (`build/stress.sh` sets `RTCD_STRESS=1`); the regular
+/// suite uses scaled-down counts.
+pub fn stress() -> bool {
+    std::env::var_os("RTCD_STRESS").is_some_and(|v| v == "1")
+}
+
+/// `regular` in the regular suite, `full` under `build/stress.sh`.
+pub fn scaled(regular: usize, full: usize) -> usize {
+    if stress() { full } else { regular }
 }
 
 /// Polls `cond` every 20 ms until it holds or `timeout` passes.

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Fuzzes the parsers hostile input reaches (fuzz/fuzz_targets: ws_message, dc_message,
+# stun_and_ice_tcp, offer_filter, config) with cargo fuzz (libFuzzer, AddressSanitizer).
+# Needs a nightly toolchain (rustup) and cargo-fuzz (installed here if missing).
+#
+#   bash build/fuzz.sh smoke [SECONDS]   every target for SECONDS (default 20): the CI smoke
+#   bash build/fuzz.sh full [RUNS]       every target for RUNS executions (default 10000000)
+#   bash build/fuzz.sh TARGET ARGS...    one target, libFuzzer arguments as given
+#
+# Crashes land in fuzz/artifacts/<target>/ and fail the run. New inputs found go to
+# fuzz/corpus/<target>/; `full` minimises each corpus afterwards (cargo fuzz cmin).
+# Without a nightly toolchain it prints one line saying so and exits 0.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { printf '[fuzz] %s\n' "$*" >&2; }
+
+if ! command -v rustup >/dev/null 2>&1 || ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    log "SKIPPED: no nightly toolchain (cargo fuzz needs one: rustup toolchain install nightly)"
+    exit 0
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz"
+    cargo install --locked cargo-fuzz >&2
+fi
+
+targets=(ws_message dc_message stun_and_ice_tcp offer_filter config)
+mode=${1:-smoke}
+shift || true
+run() { # run TARGET libfuzzer-args...
+    local target=$1; shift
+    log "=== $target $*"
+    cargo +nightly fuzz run --release "$target" "fuzz/corpus/$target" -- \
+        -print_final_stats=1 -max_len=65536 "$@" 2>&1 | tee "/tmp/fuzz-$target.log" | grep -E "^(stat::|Done|==[0-9]+==|SUMMARY|INFO: .*seed)" >&2
+}
+case "$mode" in
+    smoke)
+        seconds=${1:-20}
+        for t in "${targets[@]}"; do run "$t" -max_total_time="$seconds"; done
+        ;;
+    full)
+        runs=${1:-10000000}
+        for t in "${targets[@]}"; do
+            run "$t" -runs="$runs"
+            cargo +nightly fuzz cmin --release "$t" "fuzz/corpus/$t" >/dev/null 2>&1 || true
+        done
+        ;;
+    *)
+        run "$mode" "$@"
+        ;;
+esac
+log "done: no crash"

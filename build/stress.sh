@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Hostile input at full scale (docs/security.md): what the regular suite runs scaled down.
+#
+#   bash build/stress.sh attacks          the attack table's full counts: the tenant, API and
+#                                         media-port tests with RTCD_STRESS=1 (release build)
+#   bash build/stress.sh fuzz [RUNS]      every fuzz target for RUNS executions (default 10 M;
+#                                         build/fuzz.sh full)
+#   bash build/stress.sh soak [MINUTES]   join/leave churn with rtcd-load for MINUTES (default
+#                                         60) against one daemon in a fresh network namespace;
+#                                         samples RSS and open fds, checks they stay flat
+#                                         (within 5 % after the warm-up) and that no session
+#                                         is left behind
+#   bash build/stress.sh all              attacks, fuzz, soak
+#
+# Needs root (network namespaces, raised fd limits). Load stays on loopback; every loop is
+# bounded in count and time. Prints what it measured; exits non-zero on a failed check.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+log() { printf '[stress] %s\n' "$*" >&2; }
+
+attacks() {
+    ulimit -n 65536
+    log "attack table at full counts (release build)"
+    RTCD_STRESS=1 cargo nextest run --cargo-profile release --no-fail-fast --test-threads 1 \
+        --no-capture \
+        --test tenant_media_isolation --test hostile_tenants --test hostile_api --test hostile_media
+}
+
+soak() {
+    local minutes=${1:-60}
+    cargo build --release --bins >&2
+    if [ -z "${STRESS_IN_NETNS:-}" ]; then
+        STRESS_IN_NETNS=1 exec unshare -n bash "$0" soak "$minutes"
+    fi
+    ip link set lo up
+    ulimit -n 65536
+    local work out
+    work=$(mktemp -d)
+    out=target/stress
+    mkdir -p "$out"
+    cat > "$work/config.toml" <<TOML
+[api.http]
+listen_address = "127.0.0.1:18045"
+[api.security]
+allow_self_registration = true
+[rtc]
+ice_address_udp = "127.0.0.1"
+ice_address_tcp = "127.0.0.1"
+ice_port_udp = 18443
+ice_port_tcp = 18443
+[logger]
+enable_file = false
+console_level = "WARN"
+[store]
+data_source = "$work/data"
+TOML
+    ./target/release/rtcd -config "$work/config.toml" > "$work/rtcd.log" 2>&1 &
+    local pid=$!
+    trap 'kill '"$pid"' 2>/dev/null || true; rm -rf '"$work" EXIT
+    for _ in $(seq 50); do
+        curl -fs http://127.0.0.1:18045/version > /dev/null 2>&1 && break
+        sleep 0.1
+    done
+    local samples="$out/soak-samples.tsv"
+    printf 'minute\trounds\trss_kib\tfds\tmedia_sessions\n' > "$samples"
+    local end=$(( $(date +%s) + minutes * 60 )) start rounds=0 register=--register
+    start=$(date +%s)
+    log "soak: ${minutes} min of rounds of 200 participants in 10 calls joining, talking 20 s, leaving"
+    while [ "$(date +%s)" -lt "$end" ]; do
+        ./target/release/rtcd-load sfu --url http://127.0.0.1:18045 $register \
+            --participants 200 --calls 10 --screen-every 5 --duration 20 --warmup 1 \
+            --join-rate 200 > "$work/round.log" 2>&1 || { cat "$work/round.log" >&2; exit 1; }
+        register=""
+        rounds=$((rounds + 1))
+        sleep 2
+        local rss fds sessions
+        rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+        fds=$(ls "/proc/$pid/fd" | wc -l)
+        sessions=$(curl -fs http://127.0.0.1:18045/metrics | awk '/^rtcd_rtc_media_sessions / {print $2}')
+        printf '%s\t%s\t%s\t%s\t%s\n' "$(( ($(date +%s) - start) / 60 ))" "$rounds" "$rss" "$fds" "$sessions" | tee -a "$samples" >&2
+    done
+    python3 - "$samples" <<'PY'
+import sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])][1:]
+rows = [(int(m), int(r), int(rss), int(fds), float(s or 0)) for m, r, rss, fds, s in rows]
+warm = [r for r in rows if r[0] >= max(5, rows[-1][0] // 6)] or rows
+def flat(values, name):
+    lo, hi, first = min(values), max(values), values[0]
+    spread = (hi - lo) / first * 100
+    print(f"soak: {name} after warm-up: first {first}, min {lo}, max {hi}, last {values[-1]} ({spread:.1f} % spread)")
+    return spread <= 5.0 or hi - lo <= 64  # tiny absolute jitter (e.g. a few fds) is fine
+ok = flat([r[2] for r in warm], "RSS KiB") & flat([r[3] for r in warm], "open fds")
+left = rows[-1][4]
+print(f"soak: {rows[-1][1]} rounds ({rows[-1][1] * 200} joins and leaves); sessions left after the last round: {left:g}")
+sys.exit(0 if ok and left == 0 else 1)
+PY
+}
+
+case "${1:-all}" in
+    attacks) attacks ;;
+    fuzz) bash build/fuzz.sh full "${2:-10000000}" ;;
+    soak) soak "${2:-60}" ;;
+    all)
+        attacks
+        bash build/fuzz.sh full 10000000
+        soak 60
+        ;;
+    *) echo "usage: $0 attacks|fuzz [RUNS]|soak [MINUTES]|all" >&2; exit 2 ;;
+esac
