@@ -19,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[stress] %s\n' "$*" >&2; }
 
 attacks() {
-    ulimit -n 65536
+    ulimit -n "$(ulimit -Hn)"
     log "attack table at full counts (release build)"
     RTCD_STRESS=1 cargo nextest run --cargo-profile release --no-fail-fast --test-threads 1 \
         --no-capture \
@@ -33,7 +33,7 @@ soak() {
         STRESS_IN_NETNS=1 exec unshare -n bash "$0" soak "$minutes"
     fi
     ip link set lo up
-    ulimit -n 65536
+    ulimit -n "$(ulimit -Hn)"
     local work out
     work=$(mktemp -d)
     out=target/stress

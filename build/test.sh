@@ -48,6 +48,10 @@ rust_tests() {
 }
 suite "rust tests" rust_tests
 
+# Fuzz smoke: every fuzz target for a few seconds (needs a nightly toolchain; without one,
+# build/fuzz.sh says so in one line and passes). Full runs: build/stress.sh fuzz.
+suite "fuzz smoke" bash build/fuzz.sh smoke "${RTCD_FUZZ_SECONDS:-10}"
+
 if [ "${RTCD_SKIP_PACKAGING:-0}" != 1 ]; then
     suite "release build" cargo build --release --locked
     suite "container (docker run lines of the getting-started guide)" env RTCD_REQUIRE_MEDIA_PORTS=1 bash build/container-test.sh target/release/rtcd

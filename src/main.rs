@@ -100,6 +100,9 @@ fn main() -> ExitCode {
             ));
         }
     };
+    if let Some(warning) = &_log_guard.file_warning {
+        tracing::warn!("{warning}");
+    }
     let version = VersionInfo::current();
     tracing::info!(
         build_version = %version.build_version,

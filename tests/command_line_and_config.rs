@@ -41,10 +41,6 @@ fn startup_failures_exit_non_zero_with_the_cause() {
         "tls.toml",
         "[api.http.tls]\nenable = true\ncert_file = \"/nonexistent/cert.pem\"\ncert_key = \"/nonexistent/key.pem\"",
     );
-    let log_file = write(
-        "logfile.toml",
-        "[logger]\nenable_file = true\nfile_location = \"/nonexistent-dir/rtcd.log\"",
-    );
     let fine = write("fine.toml", "");
     let port_flag = format!("-config={port}");
     type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, Vec<String>);
@@ -82,14 +78,6 @@ fn startup_failures_exit_non_zero_with_the_cause() {
             vec![
                 "failed to load cert files".into(),
                 "/nonexistent/cert.pem".into(),
-            ],
-        ),
-        (
-            vec!["-config", &log_file],
-            vec![],
-            vec![
-                "failed to init logger".into(),
-                "/nonexistent-dir/rtcd.log".into(),
             ],
         ),
         (

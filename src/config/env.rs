@@ -383,6 +383,8 @@ mod tests {
             ("RTCD_LOGGER_FILELEVEL", "warn"),
             ("RTCD_LOGGER_FILELOCATION", "/l.log"),
             ("RTCD_LOGGER_ENABLECOLOR", "true"),
+            ("RTCD_LOGGER_FILEMAXSIZEMB", "5"),
+            ("RTCD_LOGGER_FILEMAXBACKUPS", "0"),
             ("RTCD_LIMITS_MAXSESSIONSPERCLIENT", "11"),
             ("RTCD_LIMITS_MAXCONNECTIONSPERCLIENT", "12"),
             ("RTCD_LIMITS_JOINRATEPERCLIENT", "13"),
@@ -397,6 +399,13 @@ mod tests {
         ])
         .expect("load");
         assert_eq!(cfg.overrides.len(), KEYS.len());
+        assert_eq!(
+            (
+                cfg.config.logger.file_max_size_mb,
+                cfg.config.logger.file_max_backups
+            ),
+            (5, 0)
+        );
         let l = &cfg.config.limits;
         assert_eq!(
             [

@@ -93,6 +93,8 @@ pub(crate) const KEYS: &[KeySpec] = &[
     k("logger.file_level", "LOGGER_FILELEVEL", "FileLevel", Kind::Str),
     k("logger.file_location", "LOGGER_FILELOCATION", "FileLocation", Kind::Str),
     k("logger.enable_color", "LOGGER_ENABLECOLOR", "EnableColor", Kind::Bool),
+    k("logger.file_max_size_mb", "LOGGER_FILEMAXSIZEMB", "FileMaxSizeMB", Kind::U64),
+    k("logger.file_max_backups", "LOGGER_FILEMAXBACKUPS", "FileMaxBackups", Kind::U64),
     // New in this port (no upstream field; the names follow the same scheme).
     k("limits.max_sessions_per_client", "LIMITS_MAXSESSIONSPERCLIENT", "MaxSessionsPerClient", Kind::U64),
     k("limits.max_connections_per_client", "LIMITS_MAXCONNECTIONSPERCLIENT", "MaxConnectionsPerClient", Kind::U64),

@@ -239,6 +239,11 @@ pub struct LoggerConfig {
     pub file_level: String,
     pub file_location: String,
     pub enable_color: bool,
+    /// New in this port: the log file is rotated (gzip-compressed) when it reaches this
+    /// size in MB (upstream: 100).
+    pub file_max_size_mb: u64,
+    /// New in this port: rotated files kept (oldest deleted); 0 = keep every one (upstream).
+    pub file_max_backups: u64,
 }
 
 impl Default for LoggerConfig {
@@ -252,6 +257,8 @@ impl Default for LoggerConfig {
             file_level: "DEBUG".into(),
             file_location: "rtcd.log".into(),
             enable_color: false,
+            file_max_size_mb: 100,
+            file_max_backups: 10,
         }
     }
 }

@@ -242,6 +242,13 @@ impl Config {
             let msg = format!("invalid FileLevel value {}", q(&log.file_level));
             return Err(fail(msg, "logger.file_level", q(&log.file_level)));
         }
+        if log.enable_file && log.file_max_size_mb == 0 {
+            return Err(fail(
+                "invalid FileMaxSizeMB value: should be greater than 0",
+                "logger.file_max_size_mb",
+                0,
+            ));
+        }
         if log.enable_file && log.file_location.is_empty() {
             return Err(fail(
                 "invalid FileLocation value: should not be empty",

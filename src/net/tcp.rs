@@ -243,7 +243,7 @@ mod tests {
     fn frames_are_split_only_when_whole() {
         let mut buf = BytesMut::from(&[0u8, 3, 1, 2][..]);
         assert_eq!(split_frame(&mut buf), Ok(None));
-        buf.extend_from_slice(&[3, 0, 1, 9]);
+        buf.extend_from_slice(&[3, 0, 2, 9]);
         assert_eq!(split_frame(&mut buf).unwrap().unwrap(), &[1, 2, 3][..]);
         assert_eq!(split_frame(&mut buf), Ok(None));
         let mut zero = BytesMut::from(&[0u8, 0][..]);
