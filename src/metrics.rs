@@ -478,6 +478,12 @@ impl Metrics {
                 r#type: kind,
             });
         }
+        for kind in ["voice", "screen", "screen_audio", "video"] {
+            self.rtc_rtp_tracks_writes_time.remove(&TrackKindLabels {
+                groupID: id.to_owned(),
+                r#type: kind.to_owned(),
+            });
+        }
         let group = GroupLabels {
             groupID: id.to_owned(),
         };
@@ -541,6 +547,11 @@ impl Collector for ProcessCollector {
                 stat.open_fds,
             ),
             (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                stat.max_fds,
+            ),
+            (
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds",
                 stat.start_time_seconds,
@@ -558,13 +569,49 @@ struct ProcessStat {
     rss_bytes: u64,
     vsize_bytes: u64,
     open_fds: u64,
+    max_fds: u64,
     start_time_seconds: u64,
+}
+
+/// The kernel's page size and clock-tick rate as it told this process (the ELF auxiliary
+/// vector, `/proc/self/auxv`: `AT_PAGESZ`, `AT_CLKTCK`), read once; 4096 and 100 if absent.
+fn page_size_and_ticks() -> (u64, u64) {
+    static VALUES: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    *VALUES.get_or_init(|| {
+        const AT_PAGESZ: u64 = 6;
+        const AT_CLKTCK: u64 = 17;
+        let (mut page, mut ticks) = (4096, 100);
+        if let Ok(auxv) = std::fs::read("/proc/self/auxv") {
+            for pair in auxv.chunks_exact(16) {
+                let key = u64::from_ne_bytes(pair[..8].try_into().unwrap_or_default());
+                let value = u64::from_ne_bytes(pair[8..].try_into().unwrap_or_default());
+                match key {
+                    AT_PAGESZ if value > 0 => page = value,
+                    AT_CLKTCK if value > 0 => ticks = value,
+                    _ => {}
+                }
+            }
+        }
+        (page, ticks)
+    })
+}
+
+/// The soft limit on open files (`/proc/self/limits`).
+fn max_open_files() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
 }
 
 impl ProcessStat {
     fn read() -> Option<Self> {
-        const TICKS_PER_SECOND: f64 = 100.0;
-        const PAGE_SIZE: u64 = 4096;
+        let (page_size, ticks) = page_size_and_ticks();
+        let ticks_per_second = ticks as f64;
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // Fields after the parenthesised command name; index 0 is field 3 (state).
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
@@ -574,11 +621,12 @@ impl ProcessStat {
             .lines()
             .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<u64>().ok())?;
         Some(Self {
-            cpu_seconds: (field(14)? + field(15)?) as f64 / TICKS_PER_SECOND,
+            cpu_seconds: (field(14)? + field(15)?) as f64 / ticks_per_second,
             vsize_bytes: field(23)?,
-            rss_bytes: field(24)? * PAGE_SIZE,
+            rss_bytes: field(24)? * page_size,
             open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
-            start_time_seconds: boot_time + (field(22)? as f64 / TICKS_PER_SECOND) as u64,
+            max_fds: max_open_files().unwrap_or(0),
+            start_time_seconds: boot_time + (field(22)? as f64 / ticks_per_second) as u64,
         })
     }
 }
@@ -586,6 +634,14 @@ impl ProcessStat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_size_and_clock_ticks_come_from_the_kernel() {
+        let (page, ticks) = page_size_and_ticks();
+        assert!(page.is_power_of_two() && page >= 4096, "{page}");
+        assert!((1..=10_000).contains(&ticks), "{ticks}");
+        assert!(max_open_files().is_some_and(|n| n > 0));
+    }
 
     #[test]
     fn exports_upstream_names() {
@@ -616,6 +672,7 @@ mod tests {
             "rtcd_rtc_client_rtt_bucket{groupID=\"g\",le=\"0.025\"} 1",
             "# TYPE rtcd_process_cpu_seconds_total counter",
             "rtcd_process_resident_memory_bytes ",
+            "rtcd_process_max_fds ",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

@@ -13,7 +13,7 @@ use rtcd::ws::codec::{RtcMessage, ServerMessage};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn voice_reaches_the_other_participant() {
-    let (_daemon, plugin, mut ws) = common::registered_plugin().await;
+    let (daemon, plugin, mut ws) = common::registered_plugin().await;
 
     let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
@@ -152,6 +152,49 @@ async fn voice_reaches_the_other_participant() {
         direct.is_some(),
         "fewer than 50 packets on the direct audio path within 10 s"
     );
+
+    // The families a Calls dashboard reads have samples: sampled write times of the voice
+    // legs, the signaling lock the SFU took for its offer to the listener; and a gzip scrape
+    // (what Prometheus asks for) decodes to the same exposition.
+    let (headers, body) = scrape_gzip(&daemon.url);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-encoding: gzip"),
+        "{headers}"
+    );
+    let mut metrics = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut metrics)
+        .expect("a gzip body");
+    for series in [
+        "rtcd_rtc_rtp_tracks_writes_time_count{groupID=\"mm\",type=\"voice\"} ",
+        "rtcd_rtc_signaling_lock_grab_time_count{groupID=\"mm\"} ",
+        "rtcd_rtc_signaling_lock_locked_time_count{groupID=\"mm\"} ",
+        "rtcd_process_max_fds ",
+    ] {
+        let value = common::metric_value(&metrics, series);
+        assert!(value.is_some_and(|v| v > 0.0), "{series}: {value:?}");
+    }
+}
+
+/// `GET /metrics` with `Accept-Encoding: gzip`: the response's headers and raw body.
+fn scrape_gzip(url: &str) -> (String, Vec<u8>) {
+    use std::io::{Read as _, Write as _};
+    let authority = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(authority).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {authority}\r\nAccept-Encoding: gzip, deflate\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let headers = String::from_utf8_lossy(&response[..split]).into_owned();
+    (headers, response[split + 4..].to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,7 +295,7 @@ fn stun_binding(user: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_the_client_never_releases_is_released_after_15_s() {
-    let (daemon, _plugin, mut ws) = common::registered_plugin().await;
+    let (daemon, plugin, mut ws) = common::registered_plugin().await;
     let listener = connect(&mut ws, "call", "listener", false).await;
     let listener = tokio::task::spawn_blocking(move || {
         let mut listener = listener;
@@ -288,5 +331,18 @@ async fn a_lock_the_client_never_releases_is_released_after_15_s() {
         "offered while the client held the lock ({waited:?})"
     );
     assert!(daemon.log_text().contains("releasing it"));
+    let metrics = plugin
+        .request(hyper::Method::GET, "/metrics", None, None)
+        .await
+        .unwrap()
+        .text();
+    assert_eq!(
+        common::metric_value(
+            &metrics,
+            "rtcd_rtc_errors_total{groupID=\"mm\",type=\"signaling_lock_timeout\"} "
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     speaker_thread.join().unwrap();
 }

@@ -87,15 +87,51 @@ pub async fn readyz(State(state): Shared) -> Response {
     }
 }
 
-pub async fn metrics(State(state): Shared) -> Response {
+/// `/metrics`, gzip-compressed when the scraper accepts it (as upstream's handler does).
+pub async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
+    let text = state.metrics.encode();
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(Metrics::CONTENT_TYPE),
+    );
+    if !accepts_gzip(&headers) {
+        return ([content_type], text).into_response();
+    }
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 4),
+        flate2::Compression::fast(),
+    );
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(text.as_bytes());
+    let body = encoder.finish().unwrap_or_default();
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(Metrics::CONTENT_TYPE),
-        )],
-        state.metrics.encode(),
+        [
+            content_type,
+            (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            (header::VARY, HeaderValue::from_static("Accept-Encoding")),
+        ],
+        body,
     )
         .into_response()
+}
+
+/// Whether `Accept-Encoding` lists gzip with a non-zero quality.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !q_zero
+        })
 }
 
 pub async fn register(

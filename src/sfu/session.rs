@@ -52,6 +52,7 @@ use crate::metrics::{
     ConnState, ConnStateLabels, Direction, GroupLabels, Metrics, RtcErrorKind, RtcErrorLabels,
 };
 use crate::net::addresses::{Advertised, Protocol};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// How long a new session waits for its first SDP offer.
 pub const INITIAL_OFFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -296,6 +297,18 @@ impl From<rtc::shared::error::Error> for SessionError {
     }
 }
 
+/// One forwarded write in this many is timed (`rtcd_rtc_rtp_tracks_writes_time`).
+pub const WRITE_TIME_SAMPLE: u32 = 64;
+
+/// The two signaling-lock durations upstream reports.
+#[derive(Debug, Clone, Copy)]
+enum LockTime {
+    /// From wanting the lock (a renegotiation is due) to taking it.
+    Grab,
+    /// From taking it to releasing it (answer received or given up).
+    Held,
+}
+
 /// Session description as exchanged with clients (`type` matched case-insensitively).
 #[derive(serde::Deserialize)]
 struct Description {
@@ -329,6 +342,14 @@ pub struct Session {
     dc: Option<RTCDataChannelId>,
     /// The signaling lock (client Lock/Unlock, SFU renegotiation).
     locked: bool,
+    /// Since when the SFU has wanted the lock for a renegotiation it could not start yet, and
+    /// since when it has held it (`rtcd_rtc_signaling_lock_{grab,locked}_time`).
+    lock_wanted_since: Option<Instant>,
+    lock_held_since: Option<Instant>,
+    /// Forwarded writes until the next timed one, and the writes-time histogram per track
+    /// kind ([`TrackKind`] order).
+    writes_until_sample: u32,
+    write_times: [Option<Histogram>; 4],
     /// When the client took the lock (auto-released after [`CLIENT_LOCK_TIMEOUT`]).
     client_lock_since: Option<Instant>,
     connected_at: Option<Instant>,
@@ -464,6 +485,10 @@ impl Session {
             making_offer: false,
             dc: None,
             locked: false,
+            lock_wanted_since: None,
+            lock_held_since: None,
+            writes_until_sample: WRITE_TIME_SAMPLE,
+            write_times: Default::default(),
             client_lock_since: None,
             connected_at: None,
             first_datagram_at: None,
@@ -835,7 +860,8 @@ impl Session {
                 self.negotiate(now, out);
             }
             Err(err) => {
-                tracing::warn!(session_id = %self.config.session_id, out_track = %track.out_id, "cannot add forwarded track: {err}")
+                tracing::warn!(session_id = %self.config.session_id, out_track = %track.out_id, "cannot add forwarded track: {err}");
+                self.count_error(RtcErrorKind::track);
             }
         }
     }
@@ -888,6 +914,7 @@ impl Session {
             || self.closed.is_some()
         {
             self.renegotiation_pending = true;
+            self.lock_wanted_since.get_or_insert(now);
             return;
         }
         self.renegotiation_pending = false;
@@ -909,6 +936,10 @@ impl Session {
         self.locked = true;
         self.making_offer = true;
         self.offer_sent_at = Some(now);
+        let wanted = self.lock_wanted_since.take().unwrap_or(now);
+        self.lock_histogram(LockTime::Grab)
+            .observe(now.saturating_duration_since(wanted).as_secs_f64());
+        self.lock_held_since = Some(now);
         // The MediaMap strictly before the offer it describes.
         let entries = self.media_map();
         self.send_dc(now, dc, &dc_protocol::encode_media_map(&entries));
@@ -1094,7 +1125,38 @@ impl Session {
     }
 
     /// Forwards one packet of a published track to this participant.
+    /// Forwards one packet of a track this session receives. One write in
+    /// [`WRITE_TIME_SAMPLE`] is timed for `rtcd_rtc_rtp_tracks_writes_time` (the others read
+    /// no clock).
     pub fn forward(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
+        self.writes_until_sample = self.writes_until_sample.saturating_sub(1);
+        if self.writes_until_sample > 0 {
+            self.forward_packet(now, inbound, out);
+            return;
+        }
+        self.writes_until_sample = WRITE_TIME_SAMPLE;
+        let started = std::time::Instant::now();
+        self.forward_packet(now, inbound, out);
+        let elapsed = started.elapsed().as_secs_f64();
+        if let Some(kind) = self.legs.get(&inbound.key).map(|leg| leg.track.kind) {
+            self.write_time(kind).observe(elapsed);
+        }
+    }
+
+    /// The writes-time histogram of forwarded tracks of `kind` (resolved once per kind).
+    fn write_time(&mut self, kind: TrackKind) -> &Histogram {
+        let slot = &mut self.write_times[kind as usize];
+        slot.get_or_insert_with(|| {
+            self.metrics.rtc_rtp_tracks_writes_time.get_or_create_owned(
+                &crate::metrics::TrackKindLabels {
+                    groupID: self.config.group_id.clone(),
+                    r#type: kind.as_str().to_owned(),
+                },
+            )
+        })
+    }
+
+    fn forward_packet(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
         if self.closed.is_some() {
             return;
         }
@@ -1314,6 +1376,7 @@ impl Session {
             && let Err(err) = sender.write_rtp(now, packet)
         {
             tracing::trace!(session_id = %self.config.session_id, "write_rtp: {err}");
+            self.count_error(RtcErrorKind::rtp);
         }
         // Writing RTP produces only datagrams: no events or reads to pump.
         self.drain_writes(now, out);
@@ -1332,6 +1395,24 @@ impl Session {
         GroupLabels {
             groupID: self.config.group_id.clone(),
         }
+    }
+
+    /// The SFU gave up the lock it took for a renegotiation.
+    fn release_lock(&mut self, now: Instant) {
+        if let Some(since) = self.lock_held_since.take() {
+            self.lock_histogram(LockTime::Held)
+                .observe(now.saturating_duration_since(since).as_secs_f64());
+        }
+    }
+
+    fn lock_histogram(&self, which: LockTime) -> Histogram {
+        let family = match which {
+            LockTime::Grab => &self.metrics.rtc_signaling_lock_grab_time,
+            LockTime::Held => &self.metrics.rtc_signaling_lock_locked_time,
+        };
+        family.get_or_create_owned(&GroupLabels {
+            groupID: self.config.group_id.clone(),
+        })
     }
 
     fn count_error(&self, kind: RtcErrorKind) {
@@ -1459,6 +1540,8 @@ impl Session {
             self.making_offer = false;
             self.locked = false;
             self.offer_sent_at = None;
+            self.count_error(RtcErrorKind::signaling_lock_timeout);
+            self.release_lock(now);
         }
         if self
             .client_lock_since
@@ -1467,6 +1550,7 @@ impl Session {
             tracing::warn!(session_id = %self.config.session_id, "client held the signaling lock for {CLIENT_LOCK_TIMEOUT:?}; releasing it");
             self.client_lock_since = None;
             self.locked = false;
+            self.count_error(RtcErrorKind::signaling_lock_timeout);
             if self.renegotiation_pending {
                 self.negotiate(now, out);
             }
@@ -1622,6 +1706,7 @@ impl Session {
                 self.making_offer = false;
                 self.locked = false;
                 self.offer_sent_at = None;
+                self.release_lock(now);
                 // Payload types may have changed with this negotiation.
                 for leg in self.legs.values_mut() {
                     leg.payload_type = None;
