@@ -234,13 +234,18 @@ async fn spoofed_binding_requests_leave_real_calls_alone() {
     let speaker = connect(&mut ws, "call", "speaker", true).await;
 
     // 2,000 source addresses (18,000 under build/stress.sh: 450,000 requests) × 25 binding
-    // requests with random ufrags naming workers 00/01.
+    // requests with random ufrags naming workers 00/01, paced at about 15,000 a second (the
+    // flood thread must not starve the test's own peers of CPU on 2 cores).
     let sources = common::scaled(2_000, 18_000) as u32;
     let flood = std::thread::spawn(move || {
         let target = SocketAddr::from(([127, 0, 0, 1], port));
         let started = Instant::now();
-        let mut sent = 0;
+        let mut sent = 0u32;
         'sources: for source in 0..sources {
+            let due = started + Duration::from_micros(u64::from(sent) * 66);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
             let ip = from(10 + (source % 200) as u8);
             let Ok(socket) = UdpSocket::bind(SocketAddr::new(ip, 0)) else {
                 continue;
@@ -256,8 +261,11 @@ async fn spoofed_binding_requests_leave_real_calls_alone() {
         }
         sent
     });
-    // The call runs while the flood does (3 s; 30 s under build/stress.sh).
+    // The call runs while the flood does (3 s; 30 s under build/stress.sh); the listener
+    // listens until 2 s after the speaker's last packet.
     let packets = common::scaled(150, 1_500);
+    let spoken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let speaker_done = spoken.clone();
     let speaker_thread = std::thread::spawn(move || {
         let mut speaker = speaker;
         assert!(speaker.run_until(Duration::from_secs(10), |p| p.connected));
@@ -265,11 +273,13 @@ async fn spoofed_binding_requests_leave_real_calls_alone() {
             speaker.send_audio();
             speaker.run_until(Duration::from_millis(20), |_| false);
         }
+        speaker.run_until(Duration::from_secs(2), |_| false);
+        speaker_done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     let listener_thread = std::thread::spawn(move || {
         let mut listener = listener;
-        let listen = Duration::from_millis(20 * packets as u64) + Duration::from_secs(3);
-        listener.run_until(listen, |_| false);
+        let most = Duration::from_millis(40 * packets as u64) + Duration::from_secs(15);
+        listener.run_until(most, |_| spoken.load(std::sync::atomic::Ordering::SeqCst));
         listener
     });
     speaker_thread.join().unwrap();
