@@ -2,6 +2,7 @@
 //!
 //! Module map (each module's doc says what it owns):
 //! - [`config`]: typed config, layered load (defaults < TOML < env), validation
+//! - [`diagnose`]: `rtcd check-network` (advertised addresses, ports, buffers, STUN/TURN)
 //! - [`logger`]: tracing subscriber (console/file, plain/JSON)
 //! - [`store`]: SQLite store of registered clients
 //! - [`auth`]: credentials, hashing, rate limit, bearer tokens
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod calls;
 pub mod client;
 pub mod config;
+pub mod diagnose;
 pub mod limits;
 pub mod load;
 pub mod logger;

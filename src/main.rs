@@ -39,6 +39,9 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print the effective values (secrets masked).
     CheckConfig,
+    /// Check what calls need from the network: the candidates rtcd would advertise and why,
+    /// the API and media ports, socket buffers, the STUN/TURN servers. Exits 1 on a problem.
+    CheckNetwork,
 }
 
 /// Accepts Go-style single-dash long flags (`-config x`, `-config=x`, `-help`, `-version`).
@@ -90,6 +93,23 @@ fn main() -> ExitCode {
         print!("{}", loaded.config.masked().to_toml_string());
         eprintln!("rtcd: configuration is valid");
         return ExitCode::SUCCESS;
+    }
+
+    if let Some(Command::CheckNetwork) = cli.command {
+        let report = rtcd::diagnose::check_network(&loaded.config);
+        for finding in &report.findings {
+            println!("{finding}");
+        }
+        println!(
+            "check-network: {} problems, {} warnings (docs/troubleshooting.md explains each)",
+            report.problems(),
+            report.warnings()
+        );
+        return if report.problems() == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
 
     let _log_guard = match rtcd::logger::init(&loaded.config.logger) {

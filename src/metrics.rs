@@ -175,6 +175,32 @@ pub struct TrackKindLabels {
     pub r#type: String,
 }
 
+/// Why a session failed (`cause` of `rtcd_rtc_session_failures_total`; `docs/troubleshooting.md`
+/// says what each means and how to fix it).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum FailureCause {
+    /// No SDP offer within 10 s of the join.
+    no_offer,
+    /// The client's first offer could not be applied.
+    bad_offer,
+    /// Not one ICE check arrived: the media port is unreachable or the advertised address
+    /// is wrong.
+    no_ice_check,
+    /// Checks arrived but no candidate pair worked.
+    ice_failed,
+    /// ICE connected, DTLS did not.
+    dtls_failed,
+    /// Connected, then the client's consent checks stopped.
+    consent_lost,
+}
+
+/// `{cause}` of `rtcd_rtc_session_failures_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub cause: FailureCause,
+}
+
 /// `{limit}` of `rtcd_limit_refusals_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -213,6 +239,8 @@ pub struct Metrics {
     pub quality: QualityMetrics,
     /// Requests, messages and connections refused by a `[limits]` limit.
     pub limit_refusals: Family<LimitLabels, Counter>,
+    /// Sessions that failed, by cause.
+    pub session_failures: Family<FailureLabels, Counter>,
     /// Sessions that exist in the media plane (equal to `rtc_sessions_total` summed over
     /// groups whenever no command is in flight).
     pub media_sessions: Gauge,
@@ -252,6 +280,7 @@ impl Metrics {
             rtc_client_jitter: latency(),
             quality: QualityMetrics::default(),
             limit_refusals: Family::default(),
+            session_failures: Family::default(),
             media_sessions: Gauge::default(),
             track_types: Default::default(),
             registry: Registry::default(),
@@ -260,6 +289,11 @@ impl Metrics {
             "limit_refusals",
             "Requests, messages and connections refused by a [limits] limit",
             metrics.limit_refusals.clone(),
+        );
+        registry.register(
+            "rtc_session_failures",
+            "Sessions that failed, by cause (see docs/troubleshooting.md)",
+            metrics.session_failures.clone(),
         );
         registry.register(
             "rtc_media_sessions",
@@ -417,6 +451,13 @@ impl Metrics {
     }
 
     /// Prometheus text exposition (format 0.0.4).
+    /// Counts one failed session.
+    pub fn session_failed(&self, cause: FailureCause) {
+        self.session_failures
+            .get_or_create(&FailureLabels { cause })
+            .inc();
+    }
+
     /// Counts one refusal by `limit`.
     pub fn refused(&self, limit: crate::limits::Limit) {
         self.limit_refusals

@@ -281,5 +281,32 @@ async fn failed_sessions_close_with_their_cause() {
     // Routes freed: the call has no sessions left.
     let sessions = plugin.call_sessions("call").await.unwrap();
     assert_eq!(sessions.status, 404, "{:?}", sessions.body);
+    // Each cause is counted under its label; the session that connected logged its pair.
+    let metrics = plugin
+        .request(hyper::Method::GET, "/metrics", None, None)
+        .await
+        .unwrap()
+        .text();
+    for cause in ["no_ice_check", "consent_lost"] {
+        assert_eq!(
+            common::metric_value(
+                &metrics,
+                &format!("rtcd_rtc_session_failures_total{{cause=\"{cause}\"}} ")
+            ),
+            Some(1.0),
+            "{cause}: {metrics}"
+        );
+    }
+    let connected = daemon
+        .log_text()
+        .lines()
+        .find(|l| l.contains("selected candidate pair"))
+        .map(str::to_owned)
+        .expect("the selected candidate pair is logged");
+    assert!(
+        connected.contains("protocol=\"udp\"") || connected.contains("protocol=udp"),
+        "{connected}"
+    );
+    assert!(connected.contains("INFO"), "{connected}");
     drop(silent);
 }

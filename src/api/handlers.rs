@@ -284,6 +284,49 @@ pub async fn call_session(
     Ok(json_response(StatusCode::OK, &session))
 }
 
+/// The operator's endpoints answer the admin credential only (401 otherwise).
+async fn admin_only(
+    state: &AppState,
+    headers: &HeaderMap,
+    source: SocketAddr,
+) -> Result<(), ApiError> {
+    match authenticate(state, headers, source, "/admin").await {
+        Ok(Identity::Admin) => Ok(()),
+        _ => Err(ApiError::Text(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized".into(),
+        )),
+    }
+}
+
+/// `GET /admin/calls` (new in this port): every group's calls with their session counts, for
+/// the operator (admin credential; the tenant-scoped `/calls/…` routes refuse the admin, as
+/// upstream's do).
+pub async fn admin_calls(
+    State(state): Shared,
+    ConnectInfo(source): Source,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin_only(&state, &headers, source).await?;
+    Ok(json_response(StatusCode::OK, &state.hub.all_calls()))
+}
+
+/// `GET /admin/calls/{groupID}/{callID}/stats` (new in this port): any call's quality, for the
+/// operator.
+pub async fn admin_call_stats(
+    State(state): Shared,
+    ConnectInfo(source): Source,
+    headers: HeaderMap,
+    Path((group, call_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    admin_only(&state, &headers, source).await?;
+    let quality = state
+        .hub
+        .call_quality(&group, &call_id)
+        .map_err(|e| lookup_error("failed to get call stats", e))?;
+    Ok(json_response(StatusCode::OK, &quality))
+}
+
 /// `GET /ws`: authenticate first (401 on failure, upstream answered an empty 200), check the
 /// origin, then upgrade.
 pub async fn websocket(

@@ -79,6 +79,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(handlers::call_session).fallback(not_found),
         )
         .route("/ws", get(handlers::websocket).fallback(not_found))
+        .route(
+            "/admin/calls",
+            get(handlers::admin_calls).fallback(not_found),
+        )
+        .route(
+            "/admin/calls/{group_id}/{call_id}/stats",
+            get(handlers::admin_call_stats).fallback(not_found),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

@@ -142,6 +142,16 @@ pub struct CallQuality {
     pub retransmitted_packets: u64,
 }
 
+/// One call in the operator's list (`GET /admin/calls`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallSummary {
+    #[serde(rename = "groupID")]
+    pub group_id: String,
+    #[serde(rename = "callID")]
+    pub call_id: String,
+    pub sessions: usize,
+}
+
 /// Mean and worst value over sessions (`null` with no samples).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Spread {
@@ -307,6 +317,23 @@ impl Registry {
             nacks_sent: samples.iter().map(|q| q.nacks_sent).sum(),
             retransmitted_packets: samples.iter().map(|q| q.retransmitted_packets).sum(),
         })
+    }
+
+    /// Every call of every group with its number of sessions (the operator's view), sorted.
+    pub fn all_calls(&self) -> Vec<CallSummary> {
+        let mut calls: Vec<CallSummary> = self
+            .groups
+            .iter()
+            .flat_map(|(group, calls)| {
+                calls.iter().map(|(call, sessions)| CallSummary {
+                    group_id: group.clone(),
+                    call_id: call.clone(),
+                    sessions: sessions.len(),
+                })
+            })
+            .collect();
+        calls.sort_by(|a, b| (&a.group_id, &a.call_id).cmp(&(&b.group_id, &b.call_id)));
+        calls
     }
 
     /// All sessions of a call of `group`.

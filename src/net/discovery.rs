@@ -81,7 +81,7 @@ pub fn discover(local_ips: &[IpAddr], port: u16, url: &str, ipv6: bool) -> HashM
     discovered
 }
 
-fn query(local: SocketAddr, server: SocketAddr) -> Result<IpAddr, String> {
+pub fn query(local: SocketAddr, server: SocketAddr) -> Result<IpAddr, String> {
     let socket = UdpSocket::bind(local).map_err(|e| format!("bind {local}: {e}"))?;
     socket
         .set_read_timeout(Some(STUN_TIMEOUT))

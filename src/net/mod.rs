@@ -10,6 +10,7 @@ pub mod batch;
 pub mod discovery;
 pub mod flows;
 pub mod learned;
+pub mod plan;
 pub mod queue;
 pub mod runtime;
 pub mod stun;

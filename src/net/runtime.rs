@@ -23,10 +23,11 @@ use super::addresses::{self, Advertised, Protocol};
 use super::batch::{RecvBatch, SendBatch};
 use super::flows::{self, FlowSockets};
 use super::learned::{FlowNote, LearnedFlows};
+use super::plan::{self, AddressPlan};
 use super::queue::{self, ControlQueue, WorkerInbox, WorkerQueue};
+use super::stun;
 use super::tcp::{self, TcpWriter};
 use super::turn::{self, TurnServer};
-use super::{discovery, stun};
 use crate::calls::SessionConfig;
 use crate::config::{LimitsConfig, RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaEvent, MediaPlane, Signal};
@@ -40,7 +41,7 @@ pub const WORKER_QUEUE_CAPACITY: usize = 8192;
 /// Largest datagram read.
 const RECEIVE_BUFFER: usize = 2048;
 /// Socket buffer size requested (the kernel caps it at net.core.[rw]mem_max).
-const SOCKET_BUFFER_BYTES: usize = 16 << 20;
+pub const SOCKET_BUFFER_BYTES: usize = 16 << 20;
 /// How often idle threads check for shutdown.
 const IDLE_WAKEUP: Duration = Duration::from_millis(200);
 /// Cap of each receive thread's learned-flow table (the oldest flow is evicted when full).
@@ -125,35 +126,13 @@ impl SfuPlane {
         events: EventSender,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Arc<Self>, NetError> {
-        let interfaces = addresses::interface_ips(config.enable_ipv6)?;
-        let local_ips = addresses::local_ips(config, &interfaces)?;
-        let resolved =
-            if config.ice_host_override.is_empty() || config.ice_host_override.contains('/') {
-                None
-            } else {
-                Some(addresses::resolve_override(
-                    &config.ice_host_override,
-                    config.enable_ipv6,
-                )?)
-            };
-        // STUN discovery only without an explicit override (spec media-plane §1.7).
-        let discovered = match (
-            config.ice_host_override.is_empty(),
-            discovery::stun_url(&config.ice_servers),
-        ) {
-            (true, Some(url)) => discovery::discover(
-                &local_ips,
-                config.ice_port_udp as u16,
-                url,
-                config.enable_ipv6,
-            ),
-            _ => HashMap::new(),
-        };
-        let nat = addresses::nat_map(&local_ips, &config.ice_host_override, resolved, &discovered);
-        let port_override = addresses::port_override(config, &local_ips)?;
+        let AddressPlan {
+            local_ips,
+            advertised,
+            ..
+        } = plan::plan(config)?;
         let udp_port = config.ice_port_udp as u16;
         let tcp_port = config.ice_port_tcp as u16;
-        let advertised = addresses::advertised(&local_ips, &nat, udp_port, tcp_port, port_override);
         log_advertised(&advertised, config);
 
         let relay_plan = Arc::new(RelayPlan {

@@ -49,7 +49,8 @@ use super::tracks::{self, PublishedTrack, TrackKey, TrackKind};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaEvent, OutboundKind, SessionQuality};
 use crate::metrics::{
-    ConnState, ConnStateLabels, Direction, GroupLabels, Metrics, RtcErrorKind, RtcErrorLabels,
+    ConnState, ConnStateLabels, Direction, FailureCause, GroupLabels, Metrics, RtcErrorKind,
+    RtcErrorLabels,
 };
 use crate::net::addresses::{Advertised, Protocol};
 use prometheus_client::metrics::histogram::Histogram;
@@ -1466,18 +1467,28 @@ impl Session {
     }
 
     /// Why a connection failed, from what was seen of it.
-    fn failure_cause(&self) -> &'static str {
+    fn failure_cause(&self) -> (FailureCause, &'static str) {
         match (
             self.connected_at.is_some(),
             self.ice_connected,
             self.first_datagram_at.is_some(),
         ) {
-            (true, _, _) => "consent lost: no ICE keepalive from the client within 25 s",
-            (false, true, _) => "DTLS handshake failed after ICE connected",
-            (false, false, true) => "ICE checks failed: no candidate pair worked",
-            (false, false, false) => {
-                "no ICE check received from the client (media port unreachable, or the advertised address is wrong)"
-            }
+            (true, _, _) => (
+                FailureCause::consent_lost,
+                "consent lost: no ICE keepalive from the client within 25 s",
+            ),
+            (false, true, _) => (
+                FailureCause::dtls_failed,
+                "DTLS handshake failed after ICE connected",
+            ),
+            (false, false, true) => (
+                FailureCause::ice_failed,
+                "ICE checks failed: no candidate pair worked",
+            ),
+            (false, false, false) => (
+                FailureCause::no_ice_check,
+                "no ICE check received from the client (media port unreachable, or the advertised address is wrong)",
+            ),
         }
     }
 
@@ -1528,6 +1539,7 @@ impl Session {
         }
         if !self.answered && now >= self.created_at + INITIAL_OFFER_TIMEOUT {
             self.count_error(RtcErrorKind::signaling);
+            self.metrics.session_failed(FailureCause::no_offer);
             self.close_with(CloseReason::NoOffer, out);
             return;
         }
@@ -1623,6 +1635,7 @@ impl Session {
             self.count_error(RtcErrorKind::signaling);
             if !self.answered {
                 // The first offer could not be processed: the session cannot work.
+                self.metrics.session_failed(FailureCause::bad_offer);
                 self.close_with(CloseReason::Failed(err.to_string()), out);
                 return;
             }
@@ -2143,14 +2156,32 @@ impl Session {
                                 groupID: self.config.group_id.clone(),
                             })
                             .observe(now.duration_since(self.created_at).as_secs_f64());
+                        let (protocol, local, remote) = match self.media_route {
+                            Some(route) => (
+                                match route.protocol {
+                                    Protocol::Udp => "udp",
+                                    Protocol::Tcp => "ice-tcp",
+                                },
+                                route.local.to_string(),
+                                route.peer.to_string(),
+                            ),
+                            None if !self.relays.is_empty() => {
+                                ("turn-relay", "-".into(), "-".into())
+                            }
+                            None => ("unknown", "-".into(), "-".into()),
+                        };
                         tracing::info!(
                             session_id,
                             connect_ms = now.duration_since(self.created_at).as_millis() as u64,
-                            "media connected"
+                            protocol,
+                            local,
+                            remote,
+                            "media connected: selected candidate pair"
                         );
                     }
                     RTCPeerConnectionState::Failed => {
-                        let why = self.failure_cause();
+                        let (cause, why) = self.failure_cause();
+                        self.metrics.session_failed(cause);
                         tracing::warn!(
                             session_id,
                             after_ms = now.duration_since(self.created_at).as_millis() as u64,

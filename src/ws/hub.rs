@@ -556,6 +556,11 @@ impl Hub {
         self.registry().call_quality(group, call_id)
     }
 
+    /// Every call of every group (the operator's view).
+    pub fn all_calls(&self) -> Vec<crate::calls::CallSummary> {
+        self.registry().all_calls()
+    }
+
     /// One session of a call, scoped to the caller's group.
     pub fn call_session(
         &self,
