@@ -19,6 +19,14 @@
 #    self-registration from Environment=, state in /var/lib/rtcd surviving a
 #    restart, clean stop.
 #
+# 3. The getting-started guide's own unit, verbatim (below): User=mattermost, no
+#    WorkingDirectory (the process runs in /, where it cannot create rtcd.log), only
+#    API_SECURITY_ALLOWSELFREGISTRATION=true. It must start and stay up (NRestarts 0, no
+#    crash loop), answer curl, warn on the console that the log file cannot be opened (naming
+#    the path and the fix), and accept self-registration. Then a default store directory left
+#    by an earlier run as root must fail the start with an error naming the directory and
+#    RTCD_STORE_DATASOURCE.
+#
 # Prints PASS/FAIL lines and "systemd-test: N passed, N failed"; exits
 # non-zero on any failure.
 set -uo pipefail
@@ -27,6 +35,23 @@ log_tag=systemd-test
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 unit=$rtcd_repo/systemd/rtcd.service
+# The unit of ../shared/seed's getting-started document, copied verbatim.
+guide_unit='[Unit]
+Description=rtcd
+After=network.target
+
+[Service]
+Type=simple
+ExecStart=/usr/local/bin/rtcd
+Restart=always
+RestartSec=10
+User=mattermost
+Group=mattermost
+Environment=API_SECURITY_ALLOWSELFREGISTRATION=true
+
+[Install]
+WantedBy=multi-user.target'
+
 bin=${1:-$rtcd_repo/target/release/rtcd}
 max_exposure=${RTCD_MAX_EXPOSURE:-2.0}
 sd_image=${RTCD_SYSTEMD_TEST_IMAGE:-localhost/rtcd-systemd-test:$rtcd_suite}
@@ -172,6 +197,46 @@ if wait_until 60 in_ns curl -fs -m 2 -o "$work/version.json" http://localhost:80
     check "systemctl stop: clean exit (Result=$res, status $status)" [ "$res" = success -a "$status" = 0 ]
 else
     fail "curl http://localhost:8045/version never answered"
+fi
+timing "live (our unit)"
+
+# --- 3. the guide's unit, verbatim -------------------------------------------------
+sx systemctl disable --now rtcd.service >/dev/null 2>&1
+printf '%s\n' "$guide_unit" >"$work/guide.service"
+podman cp "$work/guide.service" "$ctr:/lib/systemd/system/rtcd.service"
+check "guide: systemctl daemon-reload" sx systemctl daemon-reload
+journal_since=$(sx date '+%Y-%m-%d %H:%M:%S')
+check "guide: systemctl enable --now /lib/systemd/system/rtcd.service" sx systemctl enable --now /lib/systemd/system/rtcd.service
+guide_journal() { sx journalctl -u rtcd.service --no-pager --since "$journal_since" -o cat; }
+if wait_until 60 in_ns curl -fs -m 2 -o "$work/version.json" http://localhost:8045/version; then
+    pass "guide: curl http://localhost:8045/version: $(tr -d '\n' <"$work/version.json")"
+    # Longer than RestartSec=10: a crash loop would have restarted it by now.
+    sleep 12
+    restarts=$(sx systemctl show -p NRestarts --value rtcd.service)
+    check "guide: stays up (NRestarts=$restarts)" [ "$restarts" = 0 ]
+    check "guide: still active" sx systemctl is-active --quiet rtcd.service
+    guide_journal >"$work/guide.journal"
+    warning=$(grep -m1 'cannot open log file' "$work/guide.journal")
+    check "guide: console warns that /rtcd.log cannot be opened and names the fix: $warning" \
+        bash -c '[[ "$1" == */rtcd.log* && "$1" == *RTCD_LOGGER_ENABLEFILE=false* && "$1" == *RTCD_LOGGER_FILELOCATION* ]]' _ "$warning"
+    code=$(register guide-client)
+    check "guide: self-registration from the unprefixed Environment=: POST /register 201 (got $code)" [ "$code" = 201 ]
+    check "guide: the store is the default /tmp/rtcd_db" sx test -e /tmp/rtcd_db/rtcd.db
+    # A default store directory left by an earlier run as root: a clear error, not a mystery.
+    sx systemctl stop rtcd.service
+    sx sh -c 'rm -rf /tmp/rtcd_db && mkdir -m 0700 /tmp/rtcd_db'
+    journal_since=$(sx date '+%Y-%m-%d %H:%M:%S')
+    sx systemctl start rtcd.service
+    sleep 2
+    guide_journal >"$work/guide-store.journal"
+    error=$(grep -m1 'store directory /tmp/rtcd_db' "$work/guide-store.journal")
+    check "guide: a root-owned /tmp/rtcd_db is refused naming the directory and RTCD_STORE_DATASOURCE: $error" \
+        bash -c '[[ "$1" == *RTCD_STORE_DATASOURCE* ]]' _ "$error"
+    sx systemctl stop rtcd.service
+    sx rm -rf /tmp/rtcd_db
+else
+    fail "guide: curl http://localhost:8045/version never answered"
+    sx journalctl -u rtcd.service --no-pager -n 40 >&2
 fi
 if [ "$failed" -gt 0 ]; then
     log "---- systemctl status / journal ----"
