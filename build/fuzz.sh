@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers hostile input reaches (fuzz/fuzz_targets: ws_message, dc_message,
 # stun_and_ice_tcp, offer_filter, config) with cargo fuzz (libFuzzer, AddressSanitizer).
-# Needs a nightly toolchain (rustup) and cargo-fuzz (installed here if missing).
+# Needs a nightly toolchain (rustup) and cargo-fuzz (installed into target/tools if missing).
 #
 #   bash build/fuzz.sh smoke [SECONDS]   every target for SECONDS (default 20): the CI smoke
-#   bash build/fuzz.sh full [RUNS]       every target for RUNS executions (default 10000000)
+#   bash build/fuzz.sh full [RUNS [TARGET...]]  every target (or those named) for RUNS
+#                                        executions (default 10000000)
 #   bash build/fuzz.sh TARGET ARGS...    one target, libFuzzer arguments as given
 #
 # Crashes land in fuzz/artifacts/<target>/ and fail the run. New inputs found go to
@@ -18,19 +19,31 @@ if ! command -v rustup >/dev/null 2>&1 || ! rustup run nightly rustc --version >
     log "SKIPPED: no nightly toolchain (cargo fuzz needs one: rustup toolchain install nightly)"
     exit 0
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    log "installing cargo-fuzz"
-    cargo install --locked cargo-fuzz >&2
+# cargo-fuzz: the one on PATH, or one installed into target/tools (CARGO_HOME may be
+# read-only, e.g. a toolchain mounted into a container).
+export RUSTUP_TOOLCHAIN=nightly
+if command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo_fuzz=cargo-fuzz
+else
+    cargo_fuzz=$PWD/target/tools/bin/cargo-fuzz
+    if [ ! -x "$cargo_fuzz" ]; then
+        log "installing cargo-fuzz into target/tools"
+        cargo install --locked --root "$PWD/target/tools" cargo-fuzz >&2 ||
+            { log "FAILED: cargo install cargo-fuzz (is crates.io reachable?)"; exit 1; }
+    fi
 fi
 
 targets=(ws_message dc_message stun_and_ice_tcp offer_filter config)
 mode=${1:-smoke}
 shift || true
+logs=target/fuzz-logs
+mkdir -p "$logs"
 run() { # run TARGET libfuzzer-args...
     local target=$1; shift
-    log "=== $target $*"
-    cargo +nightly fuzz run --release "$target" "fuzz/corpus/$target" -- \
-        -print_final_stats=1 -max_len=65536 "$@" 2>&1 | tee "/tmp/fuzz-$target.log" | grep -E "^(stat::|Done|==[0-9]+==|SUMMARY|INFO: .*seed)" >&2
+    mkdir -p "fuzz/corpus/$target"
+    log "=== $target $* (full output: $logs/$target.log)"
+    "$cargo_fuzz" fuzz run --release "$target" "fuzz/corpus/$target" -- \
+        -print_final_stats=1 -max_len=65536 "$@" 2>&1 | tee "$logs/$target.log" | grep -E "^(stat::|Done|==[0-9]+==|SUMMARY|INFO: .*seed)" >&2
 }
 case "$mode" in
     smoke)
@@ -39,9 +52,11 @@ case "$mode" in
         ;;
     full)
         runs=${1:-10000000}
+        shift || true
+        [ $# -gt 0 ] && targets=("$@")
         for t in "${targets[@]}"; do
             run "$t" -runs="$runs"
-            cargo +nightly fuzz cmin --release "$t" "fuzz/corpus/$t" >/dev/null 2>&1 || true
+            "$cargo_fuzz" fuzz cmin --release "$t" "fuzz/corpus/$t" >/dev/null 2>&1 || true
         done
         ;;
     *)
