@@ -34,7 +34,7 @@ soak() {
     fi
     ip link set lo up
     ulimit -n "$(ulimit -Hn)"
-    local work out
+    local work out bin=${CARGO_TARGET_DIR:-target}/release
     work=$(mktemp -d)
     out=target/stress
     mkdir -p "$out"
@@ -54,7 +54,7 @@ console_level = "WARN"
 [store]
 data_source = "$work/data"
 TOML
-    ./target/release/rtcd -config "$work/config.toml" > "$work/rtcd.log" 2>&1 &
+    "$bin/rtcd" -config "$work/config.toml" > "$work/rtcd.log" 2>&1 &
     local pid=$!
     trap 'kill '"$pid"' 2>/dev/null || true; rm -rf '"$work" EXIT
     for _ in $(seq 50); do
@@ -67,7 +67,7 @@ TOML
     start=$(date +%s)
     log "soak: ${minutes} min of rounds of 200 participants in 10 calls joining, talking 20 s, leaving"
     while [ "$(date +%s)" -lt "$end" ]; do
-        ./target/release/rtcd-load sfu --url http://127.0.0.1:18045 $register \
+        "$bin/rtcd-load" sfu --url http://127.0.0.1:18045 $register \
             --participants 200 --calls 10 --screen-every 5 --duration 20 --warmup 1 \
             --join-rate 200 > "$work/round.log" 2>&1 || { cat "$work/round.log" >&2; exit 1; }
         register=""
