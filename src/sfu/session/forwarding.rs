@@ -1,0 +1,442 @@
+//! Legs and fan-out: the tracks this session receives from the rest of its call, keyframe waits
+//! and requests, simulcast layer choice, and each forwarded packet's way out (the session's own
+//! SRTP or the core's).
+
+use super::*;
+
+impl Session {
+    /// Starts forwarding `track` to this participant (renegotiates).
+    pub fn add_forwarded(&mut self, now: Instant, track: &PublishedTrack, out: &mut Outputs) {
+        let key = track.key.clone();
+        if self.legs.contains_key(&key) || self.closed.is_some() {
+            return;
+        }
+        let is_audio = track.mime.starts_with("audio/");
+        let codec = engine::codec_for(&track.mime);
+        let ssrc: u32 = rand::random();
+        // Named here so the direct video path knows it (the core mints one otherwise).
+        let rtx_ssrc = (!is_audio).then(rand::random::<u32>);
+        let out_track = MediaStreamTrack::new(
+            track.publisher.clone(),
+            track.out_id.clone(),
+            track.out_id.clone(),
+            if is_audio {
+                RtpCodecKind::Audio
+            } else {
+                RtpCodecKind::Video
+            },
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    rtx: rtx_ssrc.map(|ssrc| RTCRtpRtxParameters { ssrc }),
+                    ..Default::default()
+                },
+                codec: codec.unwrap_or_else(|| RTCRtpCodec {
+                    mime_type: track.mime.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+        );
+        match self.pc.add_track(out_track) {
+            Ok(sender) => {
+                self.track_gauge(Direction::Out, &track.mime, 1);
+                self.legs.insert(
+                    key,
+                    Leg {
+                        track: track.clone(),
+                        sender,
+                        ssrc,
+                        payload_type: None,
+                        audio_level_ext: None,
+                        // No bandwidth estimate yet: receivers get the high layer, and the
+                        // low one only while the high layer is paused by the publisher.
+                        switcher: track
+                            .simulcast
+                            .then(|| LayerSwitcher::new(Layer::High, now)),
+                        added_at: now,
+                        awaiting_keyframe: (!track.simulcast && detects_keyframes(&track.mime))
+                            .then_some(now),
+                        direct: is_audio,
+                        rollover: Rollover::default(),
+                        video: VideoPath::Undecided,
+                        rtx_ssrc,
+                        rtx_payload_type: None,
+                        transport_ext: None,
+                        sent: SentStream::default(),
+                    },
+                );
+                self.negotiate(now, out);
+            }
+            Err(err) => {
+                tracing::warn!(session_id = %self.config.session_id, out_track = %track.out_id, "cannot add forwarded track: {err}");
+                self.count_error(RtcErrorKind::track);
+            }
+        }
+    }
+
+    /// Stops forwarding one track (renegotiates).
+    pub fn remove_forwarded(
+        &mut self,
+        now: Instant,
+        publisher: &str,
+        source_id: &str,
+        out: &mut Outputs,
+    ) {
+        if let Some(leg) = self.legs.remove(&TrackKey::new(publisher, source_id)) {
+            let _ = self.pc.remove_track(leg.sender);
+            self.track_gauge(Direction::Out, &leg.track.mime, -1);
+            self.negotiate(now, out);
+        }
+    }
+
+    /// Stops forwarding every track published by `publisher` (renegotiates for video).
+    pub fn remove_publisher(&mut self, now: Instant, publisher: &str, out: &mut Outputs) {
+        let keys: Vec<_> = self
+            .legs
+            .keys()
+            .filter(|key| key.publisher() == publisher)
+            .cloned()
+            .collect();
+        let mut changed = false;
+        for key in keys {
+            if let Some(leg) = self.legs.remove(&key) {
+                let _ = self.pc.remove_track(leg.sender);
+                self.track_gauge(Direction::Out, &leg.track.mime, -1);
+                changed = true;
+            }
+        }
+        if changed {
+            self.negotiate(now, out);
+        }
+    }
+
+    /// Sends a PLI for one of our published video tracks (at most one per second).
+    pub fn request_keyframe(
+        &mut self,
+        now: Instant,
+        source_id: &str,
+        layer: Option<Layer>,
+        out: &mut Outputs,
+    ) {
+        const MIN_INTERVAL: Duration = Duration::from_secs(1);
+        let Some(source) = self.video_sources.get_mut(source_id) else {
+            return;
+        };
+        let Some(&(_, ssrc)) = source
+            .ssrcs
+            .iter()
+            .find(|(l, _)| *l == layer)
+            .or(source.ssrcs.first())
+        else {
+            return;
+        };
+        let last = &mut source.last_pli[usize::from(layer == Some(Layer::High))];
+        if last.is_some_and(|t| now.duration_since(t) < MIN_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        tracing::debug!(session_id = %self.config.session_id, source_id, ssrc, "keyframe requested (PLI)");
+        let receiver = source.receiver;
+        if let Some(mut receiver) = self.pc.rtp_receiver(receiver) {
+            let pli =
+                rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication {
+                    sender_ssrc: 0,
+                    media_ssrc: ssrc,
+                };
+            if let Err(err) = receiver.write_rtcp(now, vec![Box::new(pli)]) {
+                tracing::debug!(session_id = %self.config.session_id, "PLI not sent: {err}");
+            }
+        }
+        self.drain(now, out);
+    }
+
+    /// PLI/FIR from this receiver for a forwarded track → a keyframe request to its publisher.
+    pub(super) fn relay_keyframe_requests(
+        &mut self,
+        packets: &[Box<dyn rtc::rtcp::Packet>],
+        out: &mut Outputs,
+    ) {
+        use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
+        use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+        for packet in packets {
+            let media_ssrcs: Vec<u32> =
+                if let Some(pli) = packet.as_any().downcast_ref::<PictureLossIndication>() {
+                    vec![pli.media_ssrc]
+                } else if let Some(fir) = packet.as_any().downcast_ref::<FullIntraRequest>() {
+                    fir.fir
+                        .iter()
+                        .map(|e| e.ssrc)
+                        .chain([fir.media_ssrc])
+                        .collect()
+                } else {
+                    continue;
+                };
+            for leg in self.legs.values().filter(|l| media_ssrcs.contains(&l.ssrc)) {
+                out.keyframe_requests.push(KeyframeRequest {
+                    publisher: leg.track.publisher.clone(),
+                    source_id: leg.track.source_id.clone(),
+                    layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
+                });
+            }
+        }
+    }
+
+    /// Forwards one packet of a published track to this participant.
+    /// Forwards one packet of a track this session receives. One write in
+    /// [`WRITE_TIME_SAMPLE`] is timed for `rtcd_rtc_rtp_tracks_writes_time` (the others read
+    /// no clock).
+    pub fn forward(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
+        self.writes_until_sample = self.writes_until_sample.saturating_sub(1);
+        if self.writes_until_sample > 0 {
+            self.forward_packet(now, inbound, out);
+            return;
+        }
+        self.writes_until_sample = WRITE_TIME_SAMPLE;
+        let started = std::time::Instant::now();
+        self.forward_packet(now, inbound, out);
+        let elapsed = started.elapsed().as_secs_f64();
+        if let Some(kind) = self.legs.get(&inbound.key).map(|leg| leg.track.kind) {
+            self.write_time(kind).observe(elapsed);
+        }
+    }
+
+    /// The writes-time histogram of forwarded tracks of `kind` (resolved once per kind).
+    pub(super) fn write_time(&mut self, kind: TrackKind) -> &Histogram {
+        let slot = &mut self.write_times[kind as usize];
+        slot.get_or_insert_with(|| {
+            self.metrics.rtc_rtp_tracks_writes_time.get_or_create_owned(
+                &crate::metrics::TrackKindLabels {
+                    groupID: self.config.group_id.clone(),
+                    r#type: kind.as_str().to_owned(),
+                },
+            )
+        })
+    }
+
+    pub(super) fn forward_packet(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
+        if self.closed.is_some() {
+            return;
+        }
+        let Some(leg) = self.legs.get_mut(&inbound.key) else {
+            return;
+        };
+        if leg.payload_type.is_none() {
+            let mime = leg.track.mime.clone();
+            if let Some(mut sender) = self.pc.rtp_sender(leg.sender) {
+                let send_parameters = sender.get_parameters();
+                let parameters = &send_parameters.rtp_parameters;
+                leg.payload_type = parameters
+                    .codecs
+                    .iter()
+                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+                    .map(|c| c.payload_type);
+                let extension = |uri: &str| {
+                    parameters
+                        .header_extensions
+                        .iter()
+                        .find(|e| e.uri == uri)
+                        .and_then(|e| u8::try_from(e.id).ok())
+                };
+                leg.audio_level_ext = extension(engine::AUDIO_LEVEL_URI);
+                leg.transport_ext = extension(engine::TWCC_URI);
+                // The core keeps an encoding's RTX SSRC only if the receiver accepted RTX;
+                // the payload type is the one our offer gave it.
+                let rtx_negotiated = send_parameters
+                    .encodings
+                    .first()
+                    .is_some_and(|e| e.rtp_coding_parameters.rtx.is_some());
+                leg.rtx_payload_type = leg
+                    .payload_type
+                    .filter(|_| rtx_negotiated)
+                    .and_then(engine::rtx_payload_type_for);
+            }
+        }
+        let Some(payload_type) = leg.payload_type else {
+            return; // not negotiated yet
+        };
+        let source = &inbound.packet.header;
+        if leg.direct {
+            if self.direct.is_none() && self.relays.is_empty() {
+                self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
+            }
+            if let (Some(direct), Some(route)) = (&self.direct, self.media_route) {
+                let header = DirectHeader {
+                    marker: source.marker,
+                    payload_type,
+                    sequence_number: source.sequence_number,
+                    timestamp: source.timestamp,
+                    ssrc: leg.ssrc,
+                    audio_level: leg.audio_level_ext.zip(inbound.audio_level),
+                    transport_sequence: None,
+                    original_sequence: None,
+                };
+                let payload = &inbound.packet.payload;
+                if let Some(data) =
+                    direct.seal(&header, payload, &mut leg.rollover, &mut out.direct_arena)
+                {
+                    leg.sent.on_sent(header.timestamp, payload.len(), now);
+                    self.direct_bytes_sent += payload.len() as u64;
+                    self.unreported_direct_packets += 1;
+                    out.transmits.push(route.transmit(data));
+                }
+                return;
+            }
+        }
+        // The library takes the packet by value: a fresh header (no CSRC/extension vectors
+        // to copy) sharing the payload. Extension IDs are per leg: the inbound ones are
+        // dropped and the audio level re-added with this receiver's ID (for level meters).
+        let mut packet = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: source.version,
+                padding: source.padding,
+                marker: source.marker,
+                payload_type,
+                sequence_number: source.sequence_number,
+                timestamp: source.timestamp,
+                ssrc: leg.ssrc,
+                ..Default::default()
+            },
+            payload: inbound.packet.payload.clone(),
+        };
+        // Simulcast: one layer per receiver, switched at keyframes with rebased numbering.
+        if let Some(last_request) = leg.awaiting_keyframe.as_mut() {
+            if !inbound.keyframe {
+                if now.duration_since(*last_request) >= KEYFRAME_RETRY {
+                    *last_request = now;
+                    out.keyframe_requests.push(KeyframeRequest {
+                        publisher: leg.track.publisher.clone(),
+                        source_id: leg.track.source_id.clone(),
+                        layer: None,
+                    });
+                }
+                return;
+            }
+            leg.awaiting_keyframe = None;
+            first_keyframe(&self.metrics, &self.config.session_id, leg, now);
+        }
+        if let (Some(switcher), Some(layer)) = (leg.switcher.as_mut(), inbound.layer) {
+            let descriptor = inbound.vp8;
+            let keyframe = inbound.keyframe;
+            let before = switcher.current();
+            let verdict = switcher.on_packet(
+                now,
+                layer,
+                inbound.packet.payload.len(),
+                source.sequence_number,
+                source.timestamp,
+                descriptor.as_ref(),
+                keyframe,
+            );
+            let after = switcher.current();
+            if before.is_none() && after.is_some() {
+                first_keyframe(&self.metrics, &self.config.session_id, leg, now);
+            }
+            let switcher = leg.switcher.as_mut().expect("simulcast leg");
+            if after != before {
+                tracing::debug!(
+                    session_id = %self.config.session_id,
+                    publisher = %leg.track.publisher,
+                    from = before.map(Layer::as_str),
+                    layer = layer.as_str(),
+                    "simulcast: forwarding layer"
+                );
+            }
+            if let Some(wanted) = switcher.keyframe_request(now) {
+                out.keyframe_requests.push(KeyframeRequest {
+                    publisher: leg.track.publisher.clone(),
+                    source_id: leg.track.source_id.clone(),
+                    layer: Some(wanted),
+                });
+            }
+            let Verdict::Forward(rewritten) = verdict else {
+                return;
+            };
+            packet.header.sequence_number = rewritten.seq;
+            packet.header.timestamp = rewritten.timestamp;
+            // Copy the payload only when the rewritten IDs differ (after a switch), not for
+            // the layer a receiver started on.
+            let unchanged = descriptor.as_ref().is_none_or(|d| {
+                d.picture_id.map(|(_, _, id)| id) == rewritten.picture_id
+                    && d.tl0.map(|(_, v)| v) == rewritten.tl0
+            });
+            if let Some(descriptor) = descriptor.filter(|_| !unchanged) {
+                packet.payload = crate::sfu::vp8::rewrite(
+                    &packet.payload,
+                    &descriptor,
+                    rewritten.picture_id,
+                    rewritten.tl0,
+                );
+            }
+        }
+        if !leg.direct {
+            if matches!(leg.video, VideoPath::Undecided) {
+                if self.direct.is_none() && self.relays.is_empty() {
+                    self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
+                }
+                leg.video = match (&self.direct, self.media_route) {
+                    (Some(_), Some(_)) => VideoPath::Direct(Box::new(VideoLeg::new(
+                        payload_type,
+                        engine::nack_buffer_size(),
+                        leg.rtx_ssrc.zip(leg.rtx_payload_type),
+                    ))),
+                    // Connected without keys (another profile), or relayed: the core sends.
+                    _ if self.connected_at.is_some() || !self.relays.is_empty() => VideoPath::Core,
+                    // Before DTLS completes nothing can be sent, by the core either.
+                    _ => return,
+                };
+                tracing::debug!(session_id = %self.config.session_id, publisher = %leg.track.publisher, path = ?leg.video, rtx = ?leg.rtx_ssrc.zip(leg.rtx_payload_type), transport_ext = ?leg.transport_ext, "video leg sent by");
+            }
+            let transport_ext = leg.stamped_ext();
+            if let VideoPath::Direct(video) = &mut leg.video {
+                let (Some(sender), Some(route)) = (&self.direct, self.media_route) else {
+                    return;
+                };
+                let estimate = self
+                    .estimate
+                    .get_or_insert_with(|| SendSideEstimate::new(engine::estimator()));
+                let mut wire = Wire {
+                    sender,
+                    estimate,
+                    transport_ext,
+                    arena: &mut out.direct_arena,
+                    now,
+                };
+                let header = DirectHeader {
+                    marker: packet.header.marker,
+                    payload_type,
+                    sequence_number: packet.header.sequence_number,
+                    timestamp: packet.header.timestamp,
+                    ssrc: leg.ssrc,
+                    audio_level: None,
+                    transport_sequence: None,
+                    original_sequence: None,
+                };
+                if let Some(data) = video.send(&mut wire, header, &packet.payload) {
+                    leg.sent
+                        .on_sent(header.timestamp, packet.payload.len(), now);
+                    self.direct_bytes_sent += packet.payload.len() as u64;
+                    self.unreported_direct_video_packets += 1;
+                    out.transmits.push(route.transmit(data));
+                }
+                return;
+            }
+        }
+        if let (Some(id), Some(level)) = (leg.audio_level_ext, inbound.audio_level) {
+            let level = usize::from(level);
+            let _ = packet.header.set_extension(
+                id,
+                bytes::Bytes::from_static(&AUDIO_LEVEL_BYTES[level..=level]),
+            );
+        }
+        let sender = leg.sender;
+        if let Some(mut sender) = self.pc.rtp_sender(sender)
+            && let Err(err) = sender.write_rtp(now, packet)
+        {
+            tracing::trace!(session_id = %self.config.session_id, "write_rtp: {err}");
+            self.count_error(RtcErrorKind::rtp);
+        }
+        // Writing RTP produces only datagrams: no events or reads to pump.
+        self.drain_writes(now, out);
+    }
+}
