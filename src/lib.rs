@@ -13,6 +13,8 @@
 //! - [`media`]: the interface between control plane and media plane
 //! - [`sfu`]: the sans-IO SFU core (sessions, tracks, data-channel protocol, VAD)
 //! - [`net`]: media sockets and threads (UDP/TCP 8443, demux, workers)
+//! - [`wire`]: what crosses between `net` and `sfu` (datagrams, candidates, STUN, ICE
+//!   credentials), so the two never import each other
 //! - [`metrics`], [`system`], [`version`]: observability
 //! - [`service`]: wiring, startup, drain and shutdown
 //! - [`client`]: Rust client of this API (tests, load tool)
@@ -34,6 +36,7 @@ pub mod sfu;
 pub mod store;
 pub mod system;
 pub mod version;
+pub mod wire;
 pub mod ws;
 
 pub use service::{ServiceError, run};

@@ -11,22 +11,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use crate::config::{PortOverride, RtcConfig};
 
-/// Transport of a candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Udp,
-    Tcp,
-}
-
-/// One host candidate the SFU advertises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Advertised {
-    pub protocol: Protocol,
-    /// The local IP the socket is bound to.
-    pub local_ip: IpAddr,
-    /// The address written into the candidate (after NAT mapping and port override).
-    pub address: SocketAddr,
-}
+pub use crate::wire::{Advertised, Protocol};
 
 /// Address planning failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -13,6 +13,6 @@ pub mod learned;
 pub mod plan;
 pub mod queue;
 pub mod runtime;
-pub mod stun;
+pub use crate::wire::stun;
 pub mod tcp;
 pub mod turn;

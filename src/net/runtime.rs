@@ -31,9 +31,9 @@ use super::turn::{self, TurnServer};
 use crate::calls::SessionConfig;
 use crate::config::{LimitsConfig, RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaEvent, MediaPlane, Signal};
-use crate::sfu::credentials::IceCredentials;
+use crate::wire::credentials::IceCredentials;
 use crate::sfu::relay::RelayTransport;
-use crate::sfu::session::{Datagram, Transmit};
+use crate::wire::{Datagram, Transmit};
 use crate::sfu::worker::Worker;
 
 /// Datagrams queued per worker before the receive thread drops.

@@ -25,8 +25,8 @@ use super::runtime::{Command, Input, WorkerLink};
 use super::stun;
 use crate::limits::{Limit, LogThrottle, PerKeySlots};
 use crate::metrics::Metrics;
-use crate::sfu::credentials::IceCredentials;
-use crate::sfu::session::Datagram;
+use crate::wire::Datagram;
+use crate::wire::credentials::IceCredentials;
 
 /// Time a new connection has to send its first STUN binding request (pion's default).
 pub const FIRST_STUN_TIMEOUT: Duration = Duration::from_secs(30);

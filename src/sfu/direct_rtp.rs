@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use super::srtp_cm::SrtpCm;
 use super::srtp_gcm::{Rollover, SrtpGcm, TAG_LEN};
 use super::srtp_keys::SessionKeys;
-use crate::net::addresses::Protocol;
+use crate::wire::Protocol;
 
 /// Where a session's media goes: the selected pair, as the core last sent media on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,6 @@
 //! transmits go out as values. No sockets, threads, store or clock inside.
 
 pub mod av1;
-pub mod credentials;
 pub mod dc_protocol;
 pub mod direct_rtp;
 pub mod direct_video;

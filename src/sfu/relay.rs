@@ -14,7 +14,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use rtc::turn::client::{Client, ClientConfig, Event};
 
 use super::session::Transmit;
-use crate::net::addresses::Protocol;
+use crate::wire::Protocol;
 
 /// What a session needs to allocate on a TURN server through a socket the driver opened.
 #[derive(Debug, Clone)]

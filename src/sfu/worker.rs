@@ -14,14 +14,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::credentials::IceCredentials;
+use crate::wire::credentials::IceCredentials;
 use super::relay::RelayTransport;
 use super::session::{Datagram, InboundRtp, Outputs, Path, Session};
 use super::tracks::{self, PublishedTrack};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaError, MediaEvent, Signal};
-use crate::net::addresses::{Advertised, Protocol};
-use crate::net::stun;
+use crate::wire::stun;
+use crate::wire::{Advertised, Protocol};
 
 /// Routing key of an established flow.
 type FlowKey = (SocketAddr, SocketAddr, Protocol);

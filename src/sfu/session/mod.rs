@@ -71,7 +71,7 @@ use crate::metrics::{
     ConnState, ConnStateLabels, Direction, FailureCause, GroupLabels, Metrics, RtcErrorKind,
     RtcErrorLabels,
 };
-use crate::net::addresses::{Advertised, Protocol};
+use crate::wire::{Advertised, Protocol};
 use prometheus_client::metrics::histogram::Histogram;
 
 /// How long a new session waits for its first SDP offer.
@@ -82,24 +82,7 @@ pub const MAX_QUEUED_CANDIDATES: usize = 40;
 /// (`limits.max_remote_candidates`).
 pub const DEFAULT_MAX_REMOTE_CANDIDATES: usize = 64;
 
-/// A datagram for a session.
-#[derive(Debug)]
-pub struct Datagram {
-    /// The advertised address it was sent to (what our candidate says).
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    pub protocol: Protocol,
-    pub data: BytesMut,
-}
-
-/// A datagram to send.
-#[derive(Debug)]
-pub struct Transmit {
-    pub local: SocketAddr,
-    pub peer: SocketAddr,
-    pub protocol: Protocol,
-    pub data: BytesMut,
-}
+pub use crate::wire::{Datagram, Transmit};
 
 impl Route {
     /// A datagram of the direct path on this route.
