@@ -31,10 +31,11 @@ use super::turn::{self, TurnServer};
 use crate::calls::SessionConfig;
 use crate::config::{LimitsConfig, RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaEvent, MediaPlane, Signal};
-use crate::wire::credentials::IceCredentials;
 use crate::sfu::relay::RelayTransport;
-use crate::wire::{Datagram, Transmit};
+use crate::sfu::session::SessionSettings;
 use crate::sfu::worker::Worker;
+use crate::wire::credentials::IceCredentials;
+use crate::wire::{Datagram, Transmit};
 
 /// Datagrams queued per worker before the receive thread drops.
 pub const WORKER_QUEUE_CAPACITY: usize = 8192;
@@ -140,7 +141,6 @@ impl SfuPlane {
             turn: config.turn.clone(),
         });
         let runtime = tokio::runtime::Handle::current();
-        crate::sfu::engine::set_nack_buffer_size(config.nack_buffer_size);
         let stopping = Arc::new(AtomicBool::new(false));
         let worker_count = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -192,9 +192,12 @@ impl SfuPlane {
             });
             let worker = Worker::new(
                 index as u8,
-                advertised.clone(),
                 metrics.clone(),
-                limits.max_remote_candidates as usize,
+                SessionSettings {
+                    candidates: advertised.clone(),
+                    nack_buffer_size: config.nack_buffer_size,
+                    max_remote_candidates: limits.max_remote_candidates as usize,
+                },
                 credentials.clone(),
             );
             let driver = WorkerDriver {

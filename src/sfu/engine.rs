@@ -33,16 +33,6 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
-/// Packets kept per outgoing video stream for NACK retransmissions.
-static NACK_BUFFER_SIZE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(256);
-
-/// Applies `rtc.nack_buffer_size` (0 = 256; validated as a power of two) to sessions created
-/// from now on.
-pub fn set_nack_buffer_size(size: u16) {
-    let size = if size == 0 { 256 } else { size };
-    NACK_BUFFER_SIZE.store(size, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// How often the SFU asks a publisher for one missing packet.
 pub const MAX_NACKS_PER_PACKET: u16 = 10;
 
@@ -55,11 +45,6 @@ pub const BWE_MAX_BPS: f64 = 3_750_000.0;
 /// (`direct_video`): starts at the maximum and comes down on congestion.
 pub fn estimator() -> rtc::interceptor::Gcc {
     rtc::interceptor::Gcc::new(BWE_MAX_BPS, BWE_MIN_BPS, BWE_MAX_BPS)
-}
-
-/// Packets kept per outgoing video stream for NACK retransmissions (`rtc.nack_buffer_size`).
-pub fn nack_buffer_size() -> u16 {
-    NACK_BUFFER_SIZE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Opus / VP8 / AV1 payload types upstream registers.
@@ -214,19 +199,18 @@ fn thread_certificate() -> Result<RTCCertificate, rtc::shared::error::Error> {
     })
 }
 
-/// Builds a session's peer connection with our ICE credentials. Gathering is ours: the
-/// caller adds the advertised host candidates. `keys` learns the connection's outbound SRTP
-/// keys.
+/// Builds a session's peer connection with our ICE credentials (ufrag, password) and a NACK
+/// history of `history` packets per outgoing stream. Gathering is ours: the caller adds the
+/// advertised host candidates. `keys` learns the connection's outbound SRTP keys.
 pub fn peer_connection(
-    ufrag: &str,
-    pwd: &str,
+    (ufrag, pwd): (&str, &str),
+    history: u16,
     refused_retransmissions: prometheus_client::metrics::counter::Counter,
     feedback: std::sync::Arc<super::nack_budget::FeedbackTally>,
     keys: std::sync::Arc<super::srtp_keys::KeyCapture>,
     now: Instant,
 ) -> Result<RTCPeerConnection, rtc::shared::error::Error> {
     let mut engine = media_engine()?;
-    let history = nack_buffer_size();
     let registry = register_default_interceptors(Registry::new(), &mut engine)?
         // Send-side bandwidth estimation from the receivers' TWCC feedback (spec media-plane
         // §3.6), used only to choose simulcast layers: no pacer, nothing is delayed or dropped.

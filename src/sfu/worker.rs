@@ -14,14 +14,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::wire::credentials::IceCredentials;
 use super::relay::RelayTransport;
-use super::session::{Datagram, InboundRtp, Outputs, Path, Session};
+use super::session::{Datagram, InboundRtp, Outputs, Path, Session, SessionSettings};
 use super::tracks::{self, PublishedTrack};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaError, MediaEvent, Signal};
+use crate::wire::Protocol;
+use crate::wire::credentials::IceCredentials;
 use crate::wire::stun;
-use crate::wire::{Advertised, Protocol};
 
 /// Routing key of an established flow.
 type FlowKey = (SocketAddr, SocketAddr, Protocol);
@@ -34,9 +34,8 @@ pub const MAX_FLOWS_PER_SESSION: usize = 8;
 pub struct Worker {
     index: u8,
     metrics: Arc<crate::metrics::Metrics>,
-    candidates: Vec<Advertised>,
-    /// Remote ICE candidates each session may take (`limits.max_remote_candidates`).
-    max_remote_candidates: usize,
+    /// What sessions are set up with.
+    settings: SessionSettings,
     /// Sessions by ID; the key is the one shared name every other table holds.
     sessions: HashMap<Arc<str>, Session>,
     /// Our ufrag → the session and its ICE password (checks are authenticated with it before
@@ -70,16 +69,14 @@ pub struct Worker {
 impl Worker {
     pub fn new(
         index: u8,
-        candidates: Vec<Advertised>,
         metrics: Arc<crate::metrics::Metrics>,
-        max_remote_candidates: usize,
+        settings: SessionSettings,
         credentials: IceCredentials,
     ) -> Self {
         Self {
             index,
             metrics,
-            candidates,
-            max_remote_candidates,
+            settings,
             sessions: HashMap::default(),
             by_ufrag: HashMap::default(),
             credentials,
@@ -133,7 +130,7 @@ impl Worker {
                 config.clone(),
                 ufrag.clone(),
                 &pwd,
-                self.candidates.clone(),
+                &self.settings,
                 relays.clone(),
                 self.metrics.clone(),
                 now,
@@ -141,8 +138,6 @@ impl Worker {
         }))
         .map_err(|_| MediaError::Other("panic creating the peer connection".into()))?
         .map_err(|e| MediaError::Other(e.to_string()))?;
-        let mut session = session;
-        session.max_remote_candidates = self.max_remote_candidates;
         self.metrics.media_sessions.inc();
         let name: Arc<str> = Arc::from(config.session_id.as_str());
         self.credentials.insert(&ufrag, &pwd);

@@ -377,7 +377,7 @@ impl Session {
                 leg.video = match (&self.direct, self.media_route) {
                     (Some(_), Some(_)) => VideoPath::Direct(Box::new(VideoLeg::new(
                         payload_type,
-                        engine::nack_buffer_size(),
+                        self.nack_history,
                         leg.rtx_ssrc.zip(leg.rtx_payload_type),
                     ))),
                     // Connected without keys (another profile), or relayed: the core sends.

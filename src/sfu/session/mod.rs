@@ -338,7 +338,9 @@ pub struct Session {
     queued_candidates: Vec<RTCIceCandidateInit>,
     /// Remote ICE candidates taken so far (trickled and in offers), and how many may be.
     remote_candidates: usize,
-    pub max_remote_candidates: usize,
+    max_remote_candidates: usize,
+    /// Packets kept per forwarded video leg for NACK retransmissions.
+    nack_history: u16,
     signaling: RTCSignalingState,
     /// Our own offer awaiting the client's answer.
     making_offer: bool,
@@ -439,13 +441,47 @@ struct QualityCounters {
 /// How long the SFU waits for the answer to its offer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What every session of a worker is set up with, from the configuration (passed in: the core
+/// reads no global settings).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// The host candidates sessions advertise.
+    pub candidates: Vec<Advertised>,
+    /// Packets kept per outgoing video stream for NACK retransmissions
+    /// (`rtc.nack_buffer_size`; 0 means 256).
+    pub nack_buffer_size: u16,
+    /// Remote ICE candidates a session may take (`limits.max_remote_candidates`).
+    pub max_remote_candidates: usize,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            candidates: Vec::new(),
+            nack_buffer_size: 256,
+            max_remote_candidates: DEFAULT_MAX_REMOTE_CANDIDATES,
+        }
+    }
+}
+
+impl SessionSettings {
+    /// The NACK history size, 0 meaning the default of 256.
+    pub fn nack_history(&self) -> u16 {
+        if self.nack_buffer_size == 0 {
+            256
+        } else {
+            self.nack_buffer_size
+        }
+    }
+}
+
 impl Session {
     /// Creates the session and its peer connection; it waits for the client's first offer.
     pub fn new(
         config: Arc<SessionConfig>,
         ufrag: String,
         pwd: &str,
-        candidates: Vec<Advertised>,
+        settings: &SessionSettings,
         relays: Vec<RelayTransport>,
         metrics: Arc<Metrics>,
         now: Instant,
@@ -454,8 +490,8 @@ impl Session {
         let refused_retransmissions = metrics.quality.refused_retransmissions.clone();
         let srtp_keys = KeyCapture::new().map_err(|e| SessionError::Rtc(e.to_string()))?;
         let pc = engine::peer_connection(
-            &ufrag,
-            pwd,
+            (&ufrag, pwd),
+            settings.nack_history(),
             refused_retransmissions.clone(),
             feedback.clone(),
             srtp_keys.clone(),
@@ -478,12 +514,13 @@ impl Session {
             ufrag,
             timer_dirty: false,
             pc,
-            candidates,
+            candidates: settings.candidates.clone(),
             created_at: now,
             answered: false,
             queued_candidates: Vec::new(),
             remote_candidates: 0,
-            max_remote_candidates: DEFAULT_MAX_REMOTE_CANDIDATES,
+            max_remote_candidates: settings.max_remote_candidates,
+            nack_history: settings.nack_history(),
             signaling: RTCSignalingState::Stable,
             making_offer: false,
             dc: None,
