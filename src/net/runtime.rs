@@ -32,7 +32,7 @@ use crate::calls::SessionConfig;
 use crate::config::{LimitsConfig, RtcConfig, TurnConfig};
 use crate::media::{CloseReason, EventSender, MediaError, MediaEvent, MediaPlane, Signal};
 use crate::sfu::relay::RelayTransport;
-use crate::sfu::session::SessionSettings;
+use crate::sfu::session::{SessionSettings, WallClock};
 use crate::sfu::worker::Worker;
 use crate::wire::credentials::IceCredentials;
 use crate::wire::{Datagram, Transmit};
@@ -197,6 +197,11 @@ impl SfuPlane {
                     candidates: advertised.clone(),
                     nack_buffer_size: config.nack_buffer_size,
                     max_remote_candidates: limits.max_remote_candidates as usize,
+                    wall_clock: WallClock {
+                        at: Instant::now(),
+                        wall: std::time::SystemTime::now(),
+                    },
+                    stopwatch: Instant::now,
                 },
                 credentials.clone(),
             );
@@ -650,7 +655,7 @@ fn run_worker(mut worker: Worker, mut inputs: WorkerInbox<Input, Command>, drive
                         });
                     }
                 }
-                Command::Close(session_id) => worker.close(&session_id, CloseReason::Leave),
+                Command::Close(session_id) => worker.close(now, &session_id, CloseReason::Leave),
                 Command::Signal(session_id, signal) => worker.signal(now, &session_id, signal),
                 Command::Stop => return,
             }

@@ -168,15 +168,15 @@ impl Worker {
     }
 
     /// Ends a session without reporting it (the control plane already knows).
-    pub fn close(&mut self, session_id: &str, reason: CloseReason) {
+    pub fn close(&mut self, now: Instant, session_id: &str, reason: CloseReason) {
         if let Some(session) = self.sessions.get_mut(session_id) {
             let out = &mut self.out;
-            let _ = catch_unwind(AssertUnwindSafe(|| session.close(reason, out)));
+            let _ = catch_unwind(AssertUnwindSafe(|| session.close(now, reason, out)));
         }
-        self.remove(session_id);
+        self.remove(now, session_id);
     }
 
-    fn remove(&mut self, session_id: &str) {
+    fn remove(&mut self, now: Instant, session_id: &str) {
         let Some(session) = self.sessions.remove(session_id) else {
             return;
         };
@@ -200,9 +200,10 @@ impl Worker {
             }
         }
         // The rest of the call stops receiving this participant's tracks.
-        let now = Instant::now();
         for other in others {
-            self.with_session(&other, |s, out| s.remove_publisher(now, session_id, out));
+            self.with_session(now, &other, |s, out| {
+                s.remove_publisher(now, session_id, out)
+            });
         }
     }
 
@@ -254,7 +255,7 @@ impl Worker {
                 return;
             }
             for request in keyframes {
-                self.with_session(&request.publisher, |s, out| {
+                self.with_session(now, &request.publisher, |s, out| {
                     s.request_keyframe(now, &request.source_id, request.layer, out)
                 });
             }
@@ -262,7 +263,7 @@ impl Worker {
             for (publisher, source_id) in unpublished {
                 self.collect_receivers(&publisher);
                 for receiver in std::mem::take(&mut self.receivers) {
-                    self.with_session(&receiver, |s, out| {
+                    self.with_session(now, &receiver, |s, out| {
                         s.remove_forwarded(now, &publisher, &source_id, out)
                     });
                 }
@@ -273,7 +274,9 @@ impl Worker {
                     if self.sessions.get(&*receiver).is_some_and(Session::is_ready)
                         && self.wants(&receiver, &track)
                     {
-                        self.with_session(&receiver, |s, out| s.add_forwarded(now, &track, out));
+                        self.with_session(now, &receiver, |s, out| {
+                            s.add_forwarded(now, &track, out)
+                        });
                     }
                 }
             }
@@ -286,7 +289,9 @@ impl Worker {
                     .collect();
                 for track in tracks {
                     if self.wants(&session_id, &track) {
-                        self.with_session(&session_id, |s, out| s.add_forwarded(now, &track, out));
+                        self.with_session(now, &session_id, |s, out| {
+                            s.add_forwarded(now, &track, out)
+                        });
                     }
                 }
             }
@@ -314,19 +319,26 @@ impl Worker {
         ended.clear();
         for member in members.iter().filter(|m| &***m != publisher) {
             if let Some(session) = sessions.get_mut(&**member)
-                && isolated(member, session, out, |s, out| s.forward(now, inbound, out))
+                && isolated(now, member, session, out, |s, out| {
+                    s.forward(now, inbound, out)
+                })
             {
                 ended.push(member.clone());
             }
         }
         for session_id in std::mem::take(&mut self.ended) {
-            self.remove(&session_id);
+            self.remove(now, &session_id);
         }
     }
 
     /// Runs `f` on a session, isolating panics; removes sessions that ended.
-    fn with_session(&mut self, session_id: &str, f: impl FnOnce(&mut Session, &mut Outputs)) {
-        self.run_session(session_id, true, f);
+    fn with_session(
+        &mut self,
+        now: Instant,
+        session_id: &str,
+        f: impl FnOnce(&mut Session, &mut Outputs),
+    ) {
+        self.run_session(now, session_id, true, f);
     }
 
     /// [`Worker::with_session`]; `timers_may_change: false` skips re-reading the session's
@@ -334,6 +346,7 @@ impl Worker {
     /// receiver per packet costs more than the forwarding itself).
     fn run_session(
         &mut self,
+        now: Instant,
         session_id: &str,
         timers_may_change: bool,
         f: impl FnOnce(&mut Session, &mut Outputs),
@@ -341,8 +354,8 @@ impl Worker {
         let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
-        if isolated(session_id, session, &mut self.out, f) {
-            self.remove(session_id);
+        if isolated(now, session_id, session, &mut self.out, f) {
+            self.remove(now, session_id);
         } else if timers_may_change {
             self.mark_timer_dirty(session_id);
         }
@@ -364,7 +377,7 @@ impl Worker {
                 return;
             }
         }
-        self.with_session(session_id, |session, out| match signal {
+        self.with_session(now, session_id, |session, out| match signal {
             Signal::Sdp(json) => session.handle_sdp(now, &json, Path::WebSocket, out),
             Signal::Ice(json) => session.handle_candidate(&json),
             other => session.handle_media_signal(&other, out),
@@ -382,7 +395,7 @@ impl Worker {
                 None => return,
             },
         };
-        self.with_session(&session_id, |session, out| {
+        self.with_session(now, &session_id, |session, out| {
             session.handle_datagram(now, datagram, out)
         });
         self.settle(now);
@@ -427,7 +440,7 @@ impl Worker {
         let Some(session_id) = self.by_relay_socket.get(&local).cloned() else {
             return;
         };
-        self.with_session(&session_id, |session, out| {
+        self.with_session(now, &session_id, |session, out| {
             session.handle_relay_datagram(now, local, data, out)
         });
         self.settle(now);
@@ -474,7 +487,7 @@ impl Worker {
             due.push(name);
         }
         for name in due.drain(..) {
-            self.with_session(&name, |session, out| session.handle_timeout(now, out));
+            self.with_session(now, &name, |session, out| session.handle_timeout(now, out));
         }
         self.timers_due = due;
         self.settle(now);
@@ -484,6 +497,7 @@ impl Worker {
 /// Runs `f` on `session`, closing only that session (and reporting it) if the WebRTC core
 /// panics; `true` when the session has ended and must be removed.
 fn isolated(
+    now: Instant,
     session_id: &str,
     session: &mut Session,
     out: &mut Outputs,
@@ -494,7 +508,7 @@ fn isolated(
             session_id,
             "panic in the WebRTC core; closing this session only"
         );
-        session.close(CloseReason::Failed("internal error".into()), out);
+        session.close(now, CloseReason::Failed("internal error".into()), out);
         out.events.push(MediaEvent::Closed {
             session_id: session_id.to_owned(),
             reason: CloseReason::Failed("internal error".into()),

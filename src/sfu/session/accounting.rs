@@ -35,13 +35,13 @@ impl Session {
         self.report_direct_packets();
     }
 
-    pub(super) fn close_with(&mut self, reason: CloseReason, out: &mut Outputs) {
+    pub(super) fn close_with(&mut self, now: Instant, reason: CloseReason, out: &mut Outputs) {
         if self.closed.is_some() {
             return;
         }
         let _ = self.pc.close();
         self.release_gauges();
-        self.release_relays(Instant::now(), out);
+        self.release_relays(now, out);
         out.events.push(MediaEvent::Closed {
             session_id: self.config.session_id.clone(),
             reason: reason.clone(),
@@ -50,11 +50,11 @@ impl Session {
     }
 
     /// Ends the session from outside (leave, shutdown); emits no event.
-    pub fn close(&mut self, reason: CloseReason, out: &mut Outputs) {
+    pub fn close(&mut self, now: Instant, reason: CloseReason, out: &mut Outputs) {
         if self.closed.is_none() {
             let _ = self.pc.close();
             self.release_gauges();
-            self.release_relays(Instant::now(), out);
+            self.release_relays(now, out);
             self.closed = Some(reason);
         }
     }

@@ -65,7 +65,7 @@ impl Session {
     /// Sender reports for the legs the session sends itself (the core reports only what it
     /// sent), one compound packet per leg through the core's RTCP path.
     pub(super) fn send_sender_reports(&mut self, now: Instant) {
-        let wall = std::time::SystemTime::now();
+        let wall = self.wall_clock.at(now);
         let mut video = false;
         for leg in self.legs.values() {
             let clock_rate = if leg.direct { 48_000 } else { 90_000 };

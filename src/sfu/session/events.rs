@@ -44,7 +44,7 @@ impl Session {
         if !self.answered && now >= self.created_at + INITIAL_OFFER_TIMEOUT {
             self.count_error(RtcErrorKind::signaling);
             self.metrics.session_failed(FailureCause::no_offer);
-            self.close_with(CloseReason::NoOffer, out);
+            self.close_with(now, CloseReason::NoOffer, out);
             return;
         }
         if self.making_offer
@@ -378,11 +378,13 @@ impl Session {
                             after_ms = now.duration_since(self.created_at).as_millis() as u64,
                             "media connection failed: {why}"
                         );
-                        self.close_with(CloseReason::Failed(why.into()), out);
+                        self.close_with(now, CloseReason::Failed(why.into()), out);
                     }
-                    RTCPeerConnectionState::Closed => {
-                        self.close_with(CloseReason::Failed("peer connection closed".into()), out)
-                    }
+                    RTCPeerConnectionState::Closed => self.close_with(
+                        now,
+                        CloseReason::Failed("peer connection closed".into()),
+                        out,
+                    ),
                     _ => {}
                 }
             }

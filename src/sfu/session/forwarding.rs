@@ -193,9 +193,9 @@ impl Session {
             return;
         }
         self.writes_until_sample = WRITE_TIME_SAMPLE;
-        let started = std::time::Instant::now();
+        let started = (self.stopwatch)();
         self.forward_packet(now, inbound, out);
-        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed = (self.stopwatch)().duration_since(started).as_secs_f64();
         if let Some(kind) = self.legs.get(&inbound.key).map(|leg| leg.track.kind) {
             self.write_time(kind).observe(elapsed);
         }

@@ -341,6 +341,9 @@ pub struct Session {
     max_remote_candidates: usize,
     /// Packets kept per forwarded video leg for NACK retransmissions.
     nack_history: u16,
+    /// Wall time for sender reports, and the clock of the sampled write-time metric.
+    wall_clock: WallClock,
+    stopwatch: fn() -> Instant,
     signaling: RTCSignalingState,
     /// Our own offer awaiting the client's answer.
     making_offer: bool,
@@ -452,14 +455,27 @@ pub struct SessionSettings {
     pub nack_buffer_size: u16,
     /// Remote ICE candidates a session may take (`limits.max_remote_candidates`).
     pub max_remote_candidates: usize,
+    /// The wall clock (sender reports carry NTP time), anchored by the driver.
+    pub wall_clock: WallClock,
+    /// Reads the monotonic clock for the sampled write-time metric (a measurement, not
+    /// logic: everything the session decides uses the `now` it is given).
+    pub stopwatch: fn() -> Instant,
 }
 
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self {
-            candidates: Vec::new(),
-            nack_buffer_size: 256,
-            max_remote_candidates: DEFAULT_MAX_REMOTE_CANDIDATES,
+/// Wall-clock time at a known instant: the session derives wall time from the `now` it is
+/// given instead of reading the system clock.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    pub at: Instant,
+    pub wall: std::time::SystemTime,
+}
+
+impl WallClock {
+    /// The wall-clock time at `now`.
+    pub fn at(&self, now: Instant) -> std::time::SystemTime {
+        match now.checked_duration_since(self.at) {
+            Some(later) => self.wall + later,
+            None => self.wall - self.at.duration_since(now),
         }
     }
 }
@@ -521,6 +537,8 @@ impl Session {
             remote_candidates: 0,
             max_remote_candidates: settings.max_remote_candidates,
             nack_history: settings.nack_history(),
+            wall_clock: settings.wall_clock,
+            stopwatch: settings.stopwatch,
             signaling: RTCSignalingState::Stable,
             making_offer: false,
             dc: None,

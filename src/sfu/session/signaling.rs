@@ -102,7 +102,7 @@ impl Session {
             if !self.answered {
                 // The first offer could not be processed: the session cannot work.
                 self.metrics.session_failed(FailureCause::bad_offer);
-                self.close_with(CloseReason::Failed(err.to_string()), out);
+                self.close_with(now, CloseReason::Failed(err.to_string()), out);
                 return;
             }
         }
