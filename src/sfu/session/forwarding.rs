@@ -214,6 +214,8 @@ impl Session {
         })
     }
 
+    /// One packet to one receiver: the leg's negotiated parameters, then the direct audio
+    /// path, the keyframe wait, the simulcast layer, the direct video path, or the core.
     pub(super) fn forward_packet(&mut self, now: Instant, inbound: &InboundRtp, out: &mut Outputs) {
         if self.closed.is_some() {
             return;
@@ -221,159 +223,42 @@ impl Session {
         let Some(leg) = self.legs.get_mut(&inbound.key) else {
             return;
         };
-        if leg.payload_type.is_none() {
-            let mime = leg.track.mime.clone();
-            if let Some(mut sender) = self.pc.rtp_sender(leg.sender) {
-                let send_parameters = sender.get_parameters();
-                let parameters = &send_parameters.rtp_parameters;
-                leg.payload_type = parameters
-                    .codecs
-                    .iter()
-                    .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
-                    .map(|c| c.payload_type);
-                let extension = |uri: &str| {
-                    parameters
-                        .header_extensions
-                        .iter()
-                        .find(|e| e.uri == uri)
-                        .and_then(|e| u8::try_from(e.id).ok())
-                };
-                leg.audio_level_ext = extension(engine::AUDIO_LEVEL_URI);
-                leg.transport_ext = extension(engine::TWCC_URI);
-                // The core keeps an encoding's RTX SSRC only if the receiver accepted RTX;
-                // the payload type is the one our offer gave it.
-                let rtx_negotiated = send_parameters
-                    .encodings
-                    .first()
-                    .is_some_and(|e| e.rtp_coding_parameters.rtx.is_some());
-                leg.rtx_payload_type = leg
-                    .payload_type
-                    .filter(|_| rtx_negotiated)
-                    .and_then(engine::rtx_payload_type_for);
-            }
+        if leg.payload_type.is_none()
+            && let Some(mut sender) = self.pc.rtp_sender(leg.sender)
+        {
+            leg.resolve_parameters(sender.get_parameters());
         }
         let Some(payload_type) = leg.payload_type else {
             return; // not negotiated yet
         };
-        let source = &inbound.packet.header;
-        if leg.direct {
-            if self.direct.is_none() && self.relays.is_empty() {
-                self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
-            }
-            if let (Some(direct), Some(route)) = (&self.direct, self.media_route) {
-                let header = DirectHeader {
-                    marker: source.marker,
-                    payload_type,
-                    sequence_number: source.sequence_number,
-                    timestamp: source.timestamp,
-                    ssrc: leg.ssrc,
-                    audio_level: leg.audio_level_ext.zip(inbound.audio_level),
-                    transport_sequence: None,
-                    original_sequence: None,
-                };
-                let payload = &inbound.packet.payload;
-                if let Some(data) =
-                    direct.seal(&header, payload, &mut leg.rollover, &mut out.direct_arena)
-                {
-                    leg.sent.on_sent(header.timestamp, payload.len(), now);
-                    self.direct_bytes_sent += payload.len() as u64;
-                    self.unreported_direct_packets += 1;
-                    out.transmits.push(route.transmit(data));
-                }
-                return;
-            }
+        if (leg.direct || matches!(leg.video, VideoPath::Undecided))
+            && self.direct.is_none()
+            && self.relays.is_empty()
+        {
+            self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
         }
-        // The library takes the packet by value: a fresh header (no CSRC/extension vectors
-        // to copy) sharing the payload. Extension IDs are per leg: the inbound ones are
-        // dropped and the audio level re-added with this receiver's ID (for level meters).
-        let mut packet = rtc::rtp::packet::Packet {
-            header: rtc::rtp::header::Header {
-                version: source.version,
-                padding: source.padding,
-                marker: source.marker,
-                payload_type,
-                sequence_number: source.sequence_number,
-                timestamp: source.timestamp,
-                ssrc: leg.ssrc,
-                ..Default::default()
-            },
-            payload: inbound.packet.payload.clone(),
+        if leg.direct
+            && let (Some(direct), Some(route)) = (&self.direct, self.media_route)
+        {
+            if let Some(sent) =
+                leg.send_direct_audio(direct, route, inbound, payload_type, now, out)
+            {
+                self.direct_bytes_sent += sent as u64;
+                self.unreported_direct_packets += 1;
+            }
+            return;
+        }
+        let session_id = &self.config.session_id;
+        if !leg.keyframe_seen(now, inbound, &self.metrics, session_id, out) {
+            return;
+        }
+        let Some(mut packet) =
+            leg.outgoing_packet(now, inbound, payload_type, (&self.metrics, session_id), out)
+        else {
+            return;
         };
-        // Simulcast: one layer per receiver, switched at keyframes with rebased numbering.
-        if let Some(last_request) = leg.awaiting_keyframe.as_mut() {
-            if !inbound.keyframe {
-                if now.duration_since(*last_request) >= KEYFRAME_RETRY {
-                    *last_request = now;
-                    out.keyframe_requests.push(KeyframeRequest {
-                        publisher: leg.track.publisher.clone(),
-                        source_id: leg.track.source_id.clone(),
-                        layer: None,
-                    });
-                }
-                return;
-            }
-            leg.awaiting_keyframe = None;
-            first_keyframe(&self.metrics, &self.config.session_id, leg, now);
-        }
-        if let (Some(switcher), Some(layer)) = (leg.switcher.as_mut(), inbound.layer) {
-            let descriptor = inbound.vp8;
-            let keyframe = inbound.keyframe;
-            let before = switcher.current();
-            let verdict = switcher.on_packet(
-                now,
-                layer,
-                inbound.packet.payload.len(),
-                source.sequence_number,
-                source.timestamp,
-                descriptor.as_ref(),
-                keyframe,
-            );
-            let after = switcher.current();
-            if before.is_none() && after.is_some() {
-                first_keyframe(&self.metrics, &self.config.session_id, leg, now);
-            }
-            let switcher = leg.switcher.as_mut().expect("simulcast leg");
-            if after != before {
-                tracing::debug!(
-                    session_id = %self.config.session_id,
-                    publisher = %leg.track.publisher,
-                    from = before.map(Layer::as_str),
-                    layer = layer.as_str(),
-                    "simulcast: forwarding layer"
-                );
-            }
-            if let Some(wanted) = switcher.keyframe_request(now) {
-                out.keyframe_requests.push(KeyframeRequest {
-                    publisher: leg.track.publisher.clone(),
-                    source_id: leg.track.source_id.clone(),
-                    layer: Some(wanted),
-                });
-            }
-            let Verdict::Forward(rewritten) = verdict else {
-                return;
-            };
-            packet.header.sequence_number = rewritten.seq;
-            packet.header.timestamp = rewritten.timestamp;
-            // Copy the payload only when the rewritten IDs differ (after a switch), not for
-            // the layer a receiver started on.
-            let unchanged = descriptor.as_ref().is_none_or(|d| {
-                d.picture_id.map(|(_, _, id)| id) == rewritten.picture_id
-                    && d.tl0.map(|(_, v)| v) == rewritten.tl0
-            });
-            if let Some(descriptor) = descriptor.filter(|_| !unchanged) {
-                packet.payload = crate::sfu::vp8::rewrite(
-                    &packet.payload,
-                    &descriptor,
-                    rewritten.picture_id,
-                    rewritten.tl0,
-                );
-            }
-        }
         if !leg.direct {
             if matches!(leg.video, VideoPath::Undecided) {
-                if self.direct.is_none() && self.relays.is_empty() {
-                    self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
-                }
                 leg.video = match (&self.direct, self.media_route) {
                     (Some(_), Some(_)) => VideoPath::Direct(Box::new(VideoLeg::new(
                         payload_type,
@@ -387,37 +272,18 @@ impl Session {
                 };
                 tracing::debug!(session_id = %self.config.session_id, publisher = %leg.track.publisher, path = ?leg.video, rtx = ?leg.rtx_ssrc.zip(leg.rtx_payload_type), transport_ext = ?leg.transport_ext, "video leg sent by");
             }
-            let transport_ext = leg.stamped_ext();
-            if let VideoPath::Direct(video) = &mut leg.video {
+            if matches!(leg.video, VideoPath::Direct(_)) {
                 let (Some(sender), Some(route)) = (&self.direct, self.media_route) else {
                     return;
                 };
                 let estimate = self
                     .estimate
                     .get_or_insert_with(|| SendSideEstimate::new(engine::estimator()));
-                let mut wire = Wire {
-                    sender,
-                    estimate,
-                    transport_ext,
-                    arena: &mut out.direct_arena,
-                    now,
-                };
-                let header = DirectHeader {
-                    marker: packet.header.marker,
-                    payload_type,
-                    sequence_number: packet.header.sequence_number,
-                    timestamp: packet.header.timestamp,
-                    ssrc: leg.ssrc,
-                    audio_level: None,
-                    transport_sequence: None,
-                    original_sequence: None,
-                };
-                if let Some(data) = video.send(&mut wire, header, &packet.payload) {
-                    leg.sent
-                        .on_sent(header.timestamp, packet.payload.len(), now);
-                    self.direct_bytes_sent += packet.payload.len() as u64;
+                if let Some(sent) =
+                    leg.send_direct_video((sender, route, estimate), &packet, now, out)
+                {
+                    self.direct_bytes_sent += sent as u64;
                     self.unreported_direct_video_packets += 1;
-                    out.transmits.push(route.transmit(data));
                 }
                 return;
             }
@@ -438,5 +304,219 @@ impl Session {
         }
         // Writing RTP produces only datagrams: no events or reads to pump.
         self.drain_writes(now, out);
+    }
+}
+
+impl Leg {
+    /// Seals an audio packet with the session's own SRTP (the direct path) and queues it;
+    /// the payload length when sent.
+    fn send_direct_audio(
+        &mut self,
+        direct: &DirectSender,
+        route: Route,
+        inbound: &InboundRtp,
+        payload_type: u8,
+        now: Instant,
+        out: &mut Outputs,
+    ) -> Option<usize> {
+        let header = DirectHeader {
+            marker: inbound.packet.header.marker,
+            payload_type,
+            sequence_number: inbound.packet.header.sequence_number,
+            timestamp: inbound.packet.header.timestamp,
+            ssrc: self.ssrc,
+            audio_level: self.audio_level_ext.zip(inbound.audio_level),
+            transport_sequence: None,
+            original_sequence: None,
+        };
+        let payload = &inbound.packet.payload;
+        let data = direct.seal(&header, payload, &mut self.rollover, &mut out.direct_arena)?;
+        self.sent.on_sent(header.timestamp, payload.len(), now);
+        out.transmits.push(route.transmit(data));
+        Some(payload.len())
+    }
+
+    /// Sends a video packet of a leg on the direct path (numbering, history for NACKs, the
+    /// send-side estimate); the payload length when sent.
+    fn send_direct_video(
+        &mut self,
+        (sender, route, estimate): (&DirectSender, Route, &mut SendSideEstimate),
+        packet: &rtc::rtp::packet::Packet,
+        now: Instant,
+        out: &mut Outputs,
+    ) -> Option<usize> {
+        let transport_ext = self.stamped_ext();
+        let VideoPath::Direct(video) = &mut self.video else {
+            return None;
+        };
+        let mut wire = Wire {
+            sender,
+            estimate,
+            transport_ext,
+            arena: &mut out.direct_arena,
+            now,
+        };
+        let header = DirectHeader {
+            marker: packet.header.marker,
+            payload_type: packet.header.payload_type,
+            sequence_number: packet.header.sequence_number,
+            timestamp: packet.header.timestamp,
+            ssrc: self.ssrc,
+            audio_level: None,
+            transport_sequence: None,
+            original_sequence: None,
+        };
+        let data = video.send(&mut wire, header, &packet.payload)?;
+        self.sent
+            .on_sent(header.timestamp, packet.payload.len(), now);
+        out.transmits.push(route.transmit(data));
+        Some(packet.payload.len())
+    }
+
+    /// Reads what negotiation decided for this leg from its sender: payload type, the
+    /// audio-level and transport-wide extension IDs, and RTX (the core keeps an encoding's RTX
+    /// SSRC only if the receiver accepted RTX; the payload type is the one our offer gave it).
+    fn resolve_parameters(
+        &mut self,
+        send_parameters: &rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters,
+    ) {
+        let parameters = &send_parameters.rtp_parameters;
+        let mime = &self.track.mime;
+        self.payload_type = parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+            .map(|c| c.payload_type);
+        let extension = |uri: &str| {
+            parameters
+                .header_extensions
+                .iter()
+                .find(|e| e.uri == uri)
+                .and_then(|e| u8::try_from(e.id).ok())
+        };
+        self.audio_level_ext = extension(engine::AUDIO_LEVEL_URI);
+        self.transport_ext = extension(engine::TWCC_URI);
+        let rtx_negotiated = send_parameters
+            .encodings
+            .first()
+            .is_some_and(|e| e.rtp_coding_parameters.rtx.is_some());
+        self.rtx_payload_type = self
+            .payload_type
+            .filter(|_| rtx_negotiated)
+            .and_then(engine::rtx_payload_type_for);
+    }
+
+    /// Whether the leg may forward `inbound`: a leg waiting for its first keyframe drops
+    /// everything else and asks for one every [`KEYFRAME_RETRY`].
+    fn keyframe_seen(
+        &mut self,
+        now: Instant,
+        inbound: &InboundRtp,
+        metrics: &Metrics,
+        session_id: &str,
+        out: &mut Outputs,
+    ) -> bool {
+        let Some(last_request) = self.awaiting_keyframe.as_mut() else {
+            return true;
+        };
+        if !inbound.keyframe {
+            if now.duration_since(*last_request) >= KEYFRAME_RETRY {
+                *last_request = now;
+                out.keyframe_requests.push(KeyframeRequest {
+                    publisher: self.track.publisher.clone(),
+                    source_id: self.track.source_id.clone(),
+                    layer: None,
+                });
+            }
+            return false;
+        }
+        self.awaiting_keyframe = None;
+        first_keyframe(metrics, session_id, self, now);
+        true
+    }
+
+    /// The packet as this receiver gets it: the leg's SSRC and payload type, no inbound
+    /// extensions, and for simulcast the chosen layer only, switched at keyframes with
+    /// rebased numbering; `None` when this receiver does not get it.
+    fn outgoing_packet(
+        &mut self,
+        now: Instant,
+        inbound: &InboundRtp,
+        payload_type: u8,
+        (metrics, session_id): (&Metrics, &str),
+        out: &mut Outputs,
+    ) -> Option<rtc::rtp::packet::Packet> {
+        let source = &inbound.packet.header;
+        // The library takes the packet by value: a fresh header (no CSRC/extension vectors
+        // to copy) sharing the payload. Extension IDs are per leg: the inbound ones are
+        // dropped and the audio level re-added with this receiver's ID (for level meters).
+        let mut packet = rtc::rtp::packet::Packet {
+            header: rtc::rtp::header::Header {
+                version: source.version,
+                padding: source.padding,
+                marker: source.marker,
+                payload_type,
+                sequence_number: source.sequence_number,
+                timestamp: source.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: inbound.packet.payload.clone(),
+        };
+        let (Some(switcher), Some(layer)) = (self.switcher.as_mut(), inbound.layer) else {
+            return Some(packet);
+        };
+        let descriptor = inbound.vp8;
+        let before = switcher.current();
+        let verdict = switcher.on_packet(
+            now,
+            layer,
+            inbound.packet.payload.len(),
+            source.sequence_number,
+            source.timestamp,
+            descriptor.as_ref(),
+            inbound.keyframe,
+        );
+        let after = switcher.current();
+        let wanted = switcher.keyframe_request(now);
+        if before.is_none() && after.is_some() {
+            first_keyframe(metrics, session_id, self, now);
+        }
+        if after != before {
+            tracing::debug!(
+                session_id = %session_id,
+                publisher = %self.track.publisher,
+                from = before.map(Layer::as_str),
+                layer = layer.as_str(),
+                "simulcast: forwarding layer"
+            );
+        }
+        if let Some(wanted) = wanted {
+            out.keyframe_requests.push(KeyframeRequest {
+                publisher: self.track.publisher.clone(),
+                source_id: self.track.source_id.clone(),
+                layer: Some(wanted),
+            });
+        }
+        let Verdict::Forward(rewritten) = verdict else {
+            return None;
+        };
+        packet.header.sequence_number = rewritten.seq;
+        packet.header.timestamp = rewritten.timestamp;
+        // Copy the payload only when the rewritten IDs differ (after a switch), not for the
+        // layer a receiver started on.
+        let unchanged = descriptor.as_ref().is_none_or(|d| {
+            d.picture_id.map(|(_, _, id)| id) == rewritten.picture_id
+                && d.tl0.map(|(_, v)| v) == rewritten.tl0
+        });
+        if let Some(descriptor) = descriptor.filter(|_| !unchanged) {
+            packet.payload = crate::sfu::vp8::rewrite(
+                &packet.payload,
+                &descriptor,
+                rewritten.picture_id,
+                rewritten.tl0,
+            );
+        }
+        Some(packet)
     }
 }
