@@ -324,69 +324,7 @@ impl Session {
                 }
             }
             RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-                tracing::debug!(session_id, %state, "peer connection state");
-                let counted = match state {
-                    RTCPeerConnectionState::Connected => Some(ConnState::connected),
-                    RTCPeerConnectionState::Disconnected => Some(ConnState::disconnected),
-                    RTCPeerConnectionState::Failed => Some(ConnState::failed),
-                    RTCPeerConnectionState::Closed => Some(ConnState::closed),
-                    _ => None,
-                };
-                if let Some(r#type) = counted {
-                    self.metrics
-                        .rtc_conn_states
-                        .get_or_create(&ConnStateLabels { r#type })
-                        .inc();
-                }
-                match state {
-                    RTCPeerConnectionState::Connected if self.connected_at.is_none() => {
-                        self.connected_at = Some(now);
-                        self.metrics
-                            .rtc_connection_time
-                            .get_or_create(&GroupLabels {
-                                groupID: self.config.group_id.clone(),
-                            })
-                            .observe(now.duration_since(self.created_at).as_secs_f64());
-                        let (protocol, local, remote) = match self.media_route {
-                            Some(route) => (
-                                match route.protocol {
-                                    Protocol::Udp => "udp",
-                                    Protocol::Tcp => "ice-tcp",
-                                },
-                                route.local.to_string(),
-                                route.peer.to_string(),
-                            ),
-                            None if !self.relays.is_empty() => {
-                                ("turn-relay", "-".into(), "-".into())
-                            }
-                            None => ("unknown", "-".into(), "-".into()),
-                        };
-                        tracing::info!(
-                            session_id,
-                            connect_ms = now.duration_since(self.created_at).as_millis() as u64,
-                            protocol,
-                            local,
-                            remote,
-                            "media connected: selected candidate pair"
-                        );
-                    }
-                    RTCPeerConnectionState::Failed => {
-                        let (cause, why) = self.failure_cause();
-                        self.metrics.session_failed(cause);
-                        tracing::warn!(
-                            session_id,
-                            after_ms = now.duration_since(self.created_at).as_millis() as u64,
-                            "media connection failed: {why}"
-                        );
-                        self.close_with(now, CloseReason::Failed(why.into()), out);
-                    }
-                    RTCPeerConnectionState::Closed => self.close_with(
-                        now,
-                        CloseReason::Failed("peer connection closed".into()),
-                        out,
-                    ),
-                    _ => {}
-                }
+                self.connection_state_changed(now, state, out)
             }
             RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
                 RTCIceConnectionState::Connected | RTCIceConnectionState::Completed,
@@ -399,20 +337,7 @@ impl Session {
                 );
             }
             RTCPeerConnectionEvent::OnDataChannel(RTCDataChannelEvent::OnOpen(dc)) => {
-                self.dc = Some(dc);
-                if let Some(answered_at) = self.answered_at {
-                    self.metrics
-                        .rtc_dc_open_time
-                        .get_or_create(&GroupLabels {
-                            groupID: self.config.group_id.clone(),
-                        })
-                        .observe(now.duration_since(answered_at).as_secs_f64());
-                }
-                tracing::debug!(session_id, "data channel open");
-                out.ready.push(session_id.clone());
-                if self.renegotiation_pending {
-                    self.negotiate(now, out);
-                }
+                self.data_channel_opened(now, dc, out)
             }
             RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
                 self.track_opened(init, out)
@@ -423,6 +348,96 @@ impl Session {
                 self.dc = None;
             }
             _ => {}
+        }
+    }
+
+    /// The peer connection's state changed: counted, and connected (with the selected pair
+    /// logged) or failed (with its cause) or closed.
+    fn connection_state_changed(
+        &mut self,
+        now: Instant,
+        state: RTCPeerConnectionState,
+        out: &mut Outputs,
+    ) {
+        let session_id = &self.config.session_id;
+        tracing::debug!(session_id, %state, "peer connection state");
+        let counted = match state {
+            RTCPeerConnectionState::Connected => Some(ConnState::connected),
+            RTCPeerConnectionState::Disconnected => Some(ConnState::disconnected),
+            RTCPeerConnectionState::Failed => Some(ConnState::failed),
+            RTCPeerConnectionState::Closed => Some(ConnState::closed),
+            _ => None,
+        };
+        if let Some(r#type) = counted {
+            self.metrics
+                .rtc_conn_states
+                .get_or_create(&ConnStateLabels { r#type })
+                .inc();
+        }
+        match state {
+            RTCPeerConnectionState::Connected if self.connected_at.is_none() => {
+                self.connected_at = Some(now);
+                self.metrics
+                    .rtc_connection_time
+                    .get_or_create(&GroupLabels {
+                        groupID: self.config.group_id.clone(),
+                    })
+                    .observe(now.duration_since(self.created_at).as_secs_f64());
+                let (protocol, local, remote) = match self.media_route {
+                    Some(route) => (
+                        match route.protocol {
+                            Protocol::Udp => "udp",
+                            Protocol::Tcp => "ice-tcp",
+                        },
+                        route.local.to_string(),
+                        route.peer.to_string(),
+                    ),
+                    None if !self.relays.is_empty() => ("turn-relay", "-".into(), "-".into()),
+                    None => ("unknown", "-".into(), "-".into()),
+                };
+                tracing::info!(
+                    session_id,
+                    connect_ms = now.duration_since(self.created_at).as_millis() as u64,
+                    protocol,
+                    local,
+                    remote,
+                    "media connected: selected candidate pair"
+                );
+            }
+            RTCPeerConnectionState::Failed => {
+                let (cause, why) = self.failure_cause();
+                self.metrics.session_failed(cause);
+                tracing::warn!(
+                    session_id,
+                    after_ms = now.duration_since(self.created_at).as_millis() as u64,
+                    "media connection failed: {why}"
+                );
+                self.close_with(now, CloseReason::Failed(why.into()), out);
+            }
+            RTCPeerConnectionState::Closed => self.close_with(
+                now,
+                CloseReason::Failed("peer connection closed".into()),
+                out,
+            ),
+            _ => {}
+        }
+    }
+
+    /// The client's data channel opened: the session is ready for server offers.
+    fn data_channel_opened(&mut self, now: Instant, dc: RTCDataChannelId, out: &mut Outputs) {
+        self.dc = Some(dc);
+        if let Some(answered_at) = self.answered_at {
+            self.metrics
+                .rtc_dc_open_time
+                .get_or_create(&GroupLabels {
+                    groupID: self.config.group_id.clone(),
+                })
+                .observe(now.duration_since(answered_at).as_secs_f64());
+        }
+        tracing::debug!(session_id = self.config.session_id, "data channel open");
+        out.ready.push(self.config.session_id.clone());
+        if self.renegotiation_pending {
+            self.negotiate(now, out);
         }
     }
 }
