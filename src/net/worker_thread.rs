@@ -148,6 +148,21 @@ pub(super) struct Outputs<'a> {
     relay_sockets: &'a HashMap<SocketAddr, RelaySocket>,
 }
 
+impl<'a> Outputs<'a> {
+    /// Where a worker thread's transmits go this turn.
+    fn of(
+        driver: &'a WorkerDriver,
+        tcp_writers: &'a HashMap<(SocketAddr, SocketAddr), TcpWriter>,
+        relay_sockets: &'a HashMap<SocketAddr, RelaySocket>,
+    ) -> Self {
+        Self {
+            sockets: &driver.sockets,
+            tcp_writers,
+            relay_sockets,
+        }
+    }
+}
+
 impl Outputs<'_> {
     /// Sends the transmits if at least [`SEND_AT`] are pending.
     fn send_some(&self, transmits: &mut Vec<Transmit>, batch: &mut SendBatch) {
@@ -278,11 +293,7 @@ impl WorkerThread {
             send_batch,
             ..
         } = self;
-        let outputs = Outputs {
-            sockets: &driver.sockets,
-            tcp_writers,
-            relay_sockets,
-        };
+        let outputs = Outputs::of(driver, tcp_writers, relay_sockets);
         for &token in &tokens {
             let more = flow_sockets.read(token, |local, peer, data| {
                 let datagram = Datagram {
@@ -360,11 +371,7 @@ impl WorkerThread {
             send_batch,
             ..
         } = self;
-        let outputs = Outputs {
-            sockets: &driver.sockets,
-            tcp_writers,
-            relay_sockets,
-        };
+        let outputs = Outputs::of(driver, tcp_writers, relay_sockets);
         for input in inputs.try_iter().take(256) {
             let now = Instant::now();
             match input {
@@ -381,11 +388,7 @@ impl WorkerThread {
     /// sockets, learned and released flows (receive threads' notes, connected sockets), and
     /// events for the control plane.
     fn finish_turn(&mut self) {
-        let outputs = Outputs {
-            sockets: &self.driver.sockets,
-            tcp_writers: &self.tcp_writers,
-            relay_sockets: &self.relay_sockets,
-        };
+        let outputs = Outputs::of(&self.driver, &self.tcp_writers, &self.relay_sockets);
         outputs.send(&mut self.worker.out.transmits, &mut self.send_batch);
         let out = &mut self.worker.out;
         for local in out.released_relay_sockets.drain(..) {
