@@ -142,13 +142,13 @@ impl WorkerDriver {
 pub(super) const SEND_AT: usize = 2 * super::batch::BATCH;
 
 /// Where a worker's transmits go.
-pub(super) struct Outputs<'a> {
+pub(super) struct Senders<'a> {
     sockets: &'a HashMap<SocketAddr, Arc<UdpSocket>>,
     tcp_writers: &'a HashMap<(SocketAddr, SocketAddr), TcpWriter>,
     relay_sockets: &'a HashMap<SocketAddr, RelaySocket>,
 }
 
-impl<'a> Outputs<'a> {
+impl<'a> Senders<'a> {
     /// Where a worker thread's transmits go this turn.
     fn of(
         driver: &'a WorkerDriver,
@@ -163,7 +163,7 @@ impl<'a> Outputs<'a> {
     }
 }
 
-impl Outputs<'_> {
+impl Senders<'_> {
     /// Sends the transmits if at least [`SEND_AT`] are pending.
     fn send_some(&self, transmits: &mut Vec<Transmit>, batch: &mut SendBatch) {
         if transmits.len() >= SEND_AT {
@@ -293,7 +293,7 @@ impl WorkerThread {
             send_batch,
             ..
         } = self;
-        let outputs = Outputs::of(driver, tcp_writers, relay_sockets);
+        let senders = Senders::of(driver, tcp_writers, relay_sockets);
         for &token in &tokens {
             let more = flow_sockets.read(token, |local, peer, data| {
                 let datagram = Datagram {
@@ -303,7 +303,7 @@ impl WorkerThread {
                     data,
                 };
                 worker.datagram(Instant::now(), datagram);
-                outputs.send_some(&mut worker.out.transmits, send_batch);
+                senders.send_some(&mut worker.driver_outputs().transmits, send_batch);
             });
             if more && !unfinished.contains(&token) {
                 unfinished.push(token);
@@ -353,10 +353,13 @@ impl WorkerThread {
             for local in locals {
                 self.relay_sockets.remove(&local);
             }
-            self.worker.out.events.push(MediaEvent::Closed {
-                session_id: config.session_id.clone(),
-                reason: CloseReason::Failed(format!("media session not created: {err}")),
-            });
+            self.worker
+                .driver_outputs()
+                .events
+                .push(MediaEvent::Closed {
+                    session_id: config.session_id.clone(),
+                    reason: CloseReason::Failed(format!("media session not created: {err}")),
+                });
         }
     }
 
@@ -371,13 +374,13 @@ impl WorkerThread {
             send_batch,
             ..
         } = self;
-        let outputs = Outputs::of(driver, tcp_writers, relay_sockets);
+        let senders = Senders::of(driver, tcp_writers, relay_sockets);
         for input in inputs.try_iter().take(256) {
             let now = Instant::now();
             match input {
                 Input::Datagram(datagram) => {
                     worker.datagram(now, datagram);
-                    outputs.send_some(&mut worker.out.transmits, send_batch);
+                    senders.send_some(&mut worker.driver_outputs().transmits, send_batch);
                 }
                 Input::RelayDatagram { local, data } => worker.relay_datagram(now, local, data),
             }
@@ -388,9 +391,12 @@ impl WorkerThread {
     /// sockets, learned and released flows (receive threads' notes, connected sockets), and
     /// events for the control plane.
     fn finish_turn(&mut self) {
-        let outputs = Outputs::of(&self.driver, &self.tcp_writers, &self.relay_sockets);
-        outputs.send(&mut self.worker.out.transmits, &mut self.send_batch);
-        let out = &mut self.worker.out;
+        let senders = Senders::of(&self.driver, &self.tcp_writers, &self.relay_sockets);
+        senders.send(
+            &mut self.worker.driver_outputs().transmits,
+            &mut self.send_batch,
+        );
+        let out = self.worker.driver_outputs();
         for local in out.released_relay_sockets.drain(..) {
             self.relay_sockets.remove(&local);
         }

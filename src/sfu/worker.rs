@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::relay::RelayTransport;
-use super::session::{Datagram, InboundRtp, Outputs, Path, Session, SessionSettings};
+use super::session::{
+    Datagram, DriverOutputs, InboundRtp, Outputs, Path, Session, SessionSettings,
+};
 use super::tracks::{self, PublishedTrack};
 use crate::calls::SessionConfig;
 use crate::media::{CloseReason, MediaError, MediaEvent, Signal};
@@ -62,8 +64,9 @@ pub struct Worker {
     timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
     timers_dirty: Vec<Arc<str>>,
     timers_due: Vec<Arc<str>>,
-    /// What the driver must send and report.
-    pub out: Outputs,
+    /// What sessions produced this turn: the driver's part is read through
+    /// [`Worker::driver_outputs`]; the call's part is settled inside the worker.
+    out: Outputs,
 }
 
 impl Worker {
@@ -92,6 +95,11 @@ impl Worker {
             timers_due: Vec::new(),
             out: Outputs::default(),
         }
+    }
+
+    /// What the driver must send, open, close and report after this turn.
+    pub fn driver_outputs(&mut self) -> &mut DriverOutputs {
+        &mut self.out.driver
     }
 
     /// Number of live sessions.
@@ -186,7 +194,7 @@ impl Worker {
         self.credentials.remove(&session.ufrag);
         for socket in session.relay_sockets() {
             self.by_relay_socket.remove(&socket);
-            self.out.released_relay_sockets.push(socket);
+            self.out.driver.released_relay_sockets.push(socket);
         }
         for flow in self.flows_of.remove(session_id).unwrap_or_default() {
             self.forget_flow(flow);
@@ -242,15 +250,15 @@ impl Worker {
     /// ready for offers, and media to fan out.
     fn settle(&mut self, now: Instant) {
         loop {
-            let published = std::mem::take(&mut self.out.published);
-            let ready = std::mem::take(&mut self.out.ready);
-            let rtp = std::mem::take(&mut self.out.rtp);
-            let keyframes = std::mem::take(&mut self.out.keyframe_requests);
+            let published = std::mem::take(&mut self.out.call.published);
+            let ready = std::mem::take(&mut self.out.call.ready);
+            let rtp = std::mem::take(&mut self.out.call.rtp);
+            let keyframes = std::mem::take(&mut self.out.call.keyframe_requests);
             if published.is_empty()
                 && ready.is_empty()
                 && rtp.is_empty()
                 && keyframes.is_empty()
-                && self.out.unpublished.is_empty()
+                && self.out.call.unpublished.is_empty()
             {
                 return;
             }
@@ -259,7 +267,7 @@ impl Worker {
                     s.request_keyframe(now, &request.source_id, request.layer, out)
                 });
             }
-            let unpublished = std::mem::take(&mut self.out.unpublished);
+            let unpublished = std::mem::take(&mut self.out.call.unpublished);
             for (publisher, source_id) in unpublished {
                 self.collect_receivers(&publisher);
                 for receiver in std::mem::take(&mut self.receivers) {
@@ -423,7 +431,7 @@ impl Worker {
         }
         self.by_flow.insert(key, id.clone());
         if let (local, peer, Protocol::Udp) = key {
-            self.out.learned_flows.push((local, peer));
+            self.out.driver.learned_flows.push((local, peer));
         }
         Some(id)
     }
@@ -431,7 +439,7 @@ impl Worker {
     fn forget_flow(&mut self, flow: FlowKey) {
         self.by_flow.remove(&flow);
         if let (local, peer, Protocol::Udp) = flow {
-            self.out.released_flows.push((local, peer));
+            self.out.driver.released_flows.push((local, peer));
         }
     }
 
@@ -509,7 +517,7 @@ fn isolated(
             "panic in the WebRTC core; closing this session only"
         );
         session.close(now, CloseReason::Failed("internal error".into()), out);
-        out.events.push(MediaEvent::Closed {
+        out.driver.events.push(MediaEvent::Closed {
             session_id: session_id.to_owned(),
             reason: CloseReason::Failed("internal error".into()),
         });

@@ -42,7 +42,7 @@ impl Session {
         let _ = self.pc.close();
         self.release_gauges();
         self.release_relays(now, out);
-        out.events.push(MediaEvent::Closed {
+        out.driver.events.push(MediaEvent::Closed {
             session_id: self.config.session_id.clone(),
             reason: reason.clone(),
         });

@@ -37,7 +37,8 @@ impl Session {
                 let acquired = !self.locked && !self.making_offer;
                 if acquired {
                     self.locked = true;
-                    self.client_lock_since = Some(now);
+                    self.timers
+                        .arm(Timer::ClientLock, now + CLIENT_LOCK_TIMEOUT);
                 }
                 self.send_dc(now, dc, &dc_protocol::encode_lock_reply(acquired));
             }
@@ -46,7 +47,7 @@ impl Session {
                     tracing::debug!(session_id = %self.config.session_id, "unlock of a free lock ignored");
                 }
                 self.locked = false;
-                self.client_lock_since = None;
+                self.timers.stop(Timer::ClientLock);
                 if self.renegotiation_pending {
                     self.negotiate(now, out);
                 }

@@ -47,13 +47,13 @@ impl Session {
                 arena: &mut out.direct_arena,
                 now,
             };
-            let transmits = &mut out.transmits;
+            let transmits = &mut out.driver.transmits;
             let resent = video.resend(&mut wire, nack, &self.refused_retransmissions, |data| {
                 transmits.push(route.transmit(data))
             });
             self.direct_retransmitted += resent.packets;
             if resent.keyframe_wanted {
-                out.keyframe_requests.push(KeyframeRequest {
+                out.call.keyframe_requests.push(KeyframeRequest {
                     publisher: leg.track.publisher.clone(),
                     source_id: leg.track.source_id.clone(),
                     layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
@@ -79,12 +79,12 @@ impl Session {
                 tracing::trace!(session_id = %self.config.session_id, "sender report: {err}");
             }
         }
-        self.reports_due = now
-            + if video {
-                sender_reports::VIDEO_REPORT_PERIOD
-            } else {
-                sender_reports::AUDIO_REPORT_PERIOD
-            };
+        let period = if video {
+            sender_reports::VIDEO_REPORT_PERIOD
+        } else {
+            sender_reports::AUDIO_REPORT_PERIOD
+        };
+        self.timers.arm(Timer::SenderReports, now + period);
     }
 
     /// Moves the datagrams the peer connection wants to send into `out` (not for relayed
@@ -95,7 +95,7 @@ impl Session {
         }
         while let Some(transmit) = self.pc.poll_write() {
             self.note_route(&transmit, out);
-            out.transmits.push(Transmit::from(transmit));
+            out.driver.transmits.push(Transmit::from(transmit));
         }
     }
 
@@ -128,7 +128,7 @@ impl Session {
                 && self.connected_routes < MAX_CONNECTED_ROUTES
             {
                 self.connected_routes += 1;
-                out.connect_flows.push((route.local, route.peer));
+                out.driver.connect_flows.push((route.local, route.peer));
             }
             self.media_route = Some(route);
         }

@@ -4,36 +4,17 @@
 use super::*;
 
 impl Session {
-    /// The earliest time [`Session::handle_timeout`] must run.
+    /// The earliest time [`Session::handle_timeout`] must run: the session's own timers, the
+    /// peer connection's and the TURN relays'.
     pub fn next_timeout(&mut self) -> Option<Instant> {
         if self.closed.is_some() {
             return None;
         }
-        let offer_deadline = (!self.answered).then(|| self.created_at + INITIAL_OFFER_TIMEOUT);
-        let answer_deadline = self
-            .offer_sent_at
-            .filter(|_| self.making_offer)
-            .map(|t| t + ANSWER_TIMEOUT);
-        let lock_deadline = self.client_lock_since.map(|t| t + CLIENT_LOCK_TIMEOUT);
         let relay_deadline = self.relays.iter_mut().filter_map(Relay::poll_timeout).min();
-        let quality_deadline = self.connected_at.map(|_| self.quality_due);
-        let estimate_deadline = (self.estimate.is_some()
-            || self.legs.values().any(|l| l.switcher.is_some()))
-        .then_some(self.estimate_due);
-        let reports_deadline = self.direct.as_ref().map(|_| self.reports_due);
-        [
-            self.pc.poll_timeout(),
-            offer_deadline,
-            answer_deadline,
-            lock_deadline,
-            relay_deadline,
-            quality_deadline,
-            estimate_deadline,
-            reports_deadline,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.timers.next(), self.pc.poll_timeout(), relay_deadline]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs timers due at `now`.
@@ -41,30 +22,21 @@ impl Session {
         if self.closed.is_some() {
             return;
         }
-        if !self.answered && now >= self.created_at + INITIAL_OFFER_TIMEOUT {
+        if self.timers.fire(Timer::FirstOffer, now) {
             self.count_error(RtcErrorKind::signaling);
             self.metrics.session_failed(FailureCause::no_offer);
             self.close_with(now, CloseReason::NoOffer, out);
             return;
         }
-        if self.making_offer
-            && self
-                .offer_sent_at
-                .is_some_and(|t| now >= t + ANSWER_TIMEOUT)
-        {
+        if self.timers.fire(Timer::Answer, now) {
             tracing::warn!(session_id = %self.config.session_id, "no answer to the server offer within {ANSWER_TIMEOUT:?}");
             self.making_offer = false;
             self.locked = false;
-            self.offer_sent_at = None;
             self.count_error(RtcErrorKind::signaling_lock_timeout);
             self.release_lock(now);
         }
-        if self
-            .client_lock_since
-            .is_some_and(|t| now >= t + CLIENT_LOCK_TIMEOUT)
-        {
+        if self.timers.fire(Timer::ClientLock, now) {
             tracing::warn!(session_id = %self.config.session_id, "client held the signaling lock for {CLIENT_LOCK_TIMEOUT:?}; releasing it");
-            self.client_lock_since = None;
             self.locked = false;
             self.count_error(RtcErrorKind::signaling_lock_timeout);
             if self.renegotiation_pending {
@@ -81,26 +53,32 @@ impl Session {
                 relay.handle_timeout(now);
             }
         }
-        let quality_due = self.connected_at.is_some() && now >= self.quality_due;
-        let estimate_due = now >= self.estimate_due;
-        if estimate_due {
-            self.estimate_due = now + ESTIMATE_PERIOD;
+        self.run_periodic_timers(now, out);
+        self.drain(now, out);
+    }
+
+    /// The estimate reads, sender reports and quality samples due at `now`, each armed again
+    /// while it is still needed.
+    fn run_periodic_timers(&mut self, now: Instant, out: &mut Outputs) {
+        let estimate_due = self.timers.fire(Timer::Estimate, now);
+        let simulcast = estimate_due && self.legs.values().any(|l| l.switcher.is_some());
+        if estimate_due && (self.estimate.is_some() || simulcast) {
+            self.timers.arm(Timer::Estimate, now + ESTIMATE_PERIOD);
         }
         if estimate_due && let Some(estimate) = &mut self.estimate {
             estimate.prune(now);
         }
-        if self.direct.is_some() && now >= self.reports_due {
+        if self.timers.fire(Timer::SenderReports, now) && self.direct.is_some() {
             self.send_sender_reports(now);
         }
-        if estimate_due && self.legs.values().any(|l| l.switcher.is_some()) {
+        if simulcast {
             self.apply_estimate(now);
         }
-        if quality_due {
+        if self.timers.fire(Timer::Quality, now) {
+            self.timers.arm(Timer::Quality, now + QUALITY_PERIOD);
             let report = self.pc.get_stats(now, rtc::statistics::StatsSelector::None);
-            self.quality_due = now + QUALITY_PERIOD;
             self.sample_quality(now, &report, out);
         }
-        self.drain(now, out);
     }
 
     /// Feeds one datagram addressed to this session.
@@ -144,7 +122,7 @@ impl Session {
                     continue;
                 }
                 self.note_route(&transmit, out);
-                out.transmits.push(Transmit::from(transmit));
+                out.driver.transmits.push(Transmit::from(transmit));
             }
             while let Some(event) = self.pc.poll_event() {
                 progressed = true;
@@ -173,7 +151,7 @@ impl Session {
                                 .and_then(|level| level.first().copied());
                             // VAD runs before the mute drop, as upstream.
                             if let Some(on) = audio_level.and_then(|l| self.vad.push(l, now)) {
-                                out.events.push(MediaEvent::VoiceActivity {
+                                out.driver.events.push(MediaEvent::VoiceActivity {
                                     session_id: self.config.session_id.clone(),
                                     on,
                                 });
@@ -202,7 +180,7 @@ impl Session {
                                 && crate::sfu::av1::is_keyframe(&packet.payload)
                         };
                         let key = track.key.clone();
-                        out.rtp.push(InboundRtp {
+                        out.call.rtp.push(InboundRtp {
                             key,
                             packet,
                             audio_level,
@@ -219,7 +197,7 @@ impl Session {
             }
         }
         for relay in &mut self.relays {
-            relay.drain_transmits(&mut out.transmits);
+            relay.drain_transmits(&mut out.driver.transmits);
         }
     }
 
@@ -304,7 +282,7 @@ impl Session {
         );
         self.track_gauge(Direction::In, &mime, 1);
         self.published.push(published.clone());
-        out.published.push(published);
+        out.call.published.push(published);
     }
 
     pub(super) fn handle_event(
@@ -377,6 +355,9 @@ impl Session {
         match state {
             RTCPeerConnectionState::Connected if self.connected_at.is_none() => {
                 self.connected_at = Some(now);
+                // Quality samples start one period after the session did.
+                self.timers
+                    .arm_if_idle(Timer::Quality, self.created_at + QUALITY_PERIOD);
                 self.metrics
                     .rtc_connection_time
                     .get_or_create(&GroupLabels {
@@ -435,7 +416,7 @@ impl Session {
                 .observe(now.duration_since(answered_at).as_secs_f64());
         }
         tracing::debug!(session_id = self.config.session_id, "data channel open");
-        out.ready.push(self.config.session_id.clone());
+        out.call.ready.push(self.config.session_id.clone());
         if self.renegotiation_pending {
             self.negotiate(now, out);
         }

@@ -66,6 +66,11 @@ impl Session {
                         sent: SentStream::default(),
                     },
                 );
+                if track.simulcast {
+                    // Layer choice follows the bandwidth estimate.
+                    self.timers
+                        .arm_if_idle(Timer::Estimate, now + ESTIMATE_PERIOD);
+                }
                 self.negotiate(now, out);
             }
             Err(err) => {
@@ -173,7 +178,7 @@ impl Session {
                     continue;
                 };
             for leg in self.legs.values().filter(|l| media_ssrcs.contains(&l.ssrc)) {
-                out.keyframe_requests.push(KeyframeRequest {
+                out.call.keyframe_requests.push(KeyframeRequest {
                     publisher: leg.track.publisher.clone(),
                     source_id: leg.track.source_id.clone(),
                     layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
@@ -236,6 +241,13 @@ impl Session {
             && self.relays.is_empty()
         {
             self.direct = self.srtp_keys.local_keys().map(DirectSender::new);
+            if self.direct.is_some() {
+                // The first reports are due one period after the session started.
+                self.timers.arm(
+                    Timer::SenderReports,
+                    self.created_at + sender_reports::AUDIO_REPORT_PERIOD,
+                );
+            }
         }
         if leg.direct
             && let (Some(direct), Some(route)) = (&self.direct, self.media_route)
@@ -276,9 +288,11 @@ impl Session {
                 let (Some(sender), Some(route)) = (&self.direct, self.media_route) else {
                     return;
                 };
-                let estimate = self
-                    .estimate
-                    .get_or_insert_with(|| SendSideEstimate::new(engine::estimator()));
+                let estimate = self.estimate.get_or_insert_with(|| {
+                    self.timers
+                        .arm_if_idle(Timer::Estimate, now + ESTIMATE_PERIOD);
+                    SendSideEstimate::new(engine::estimator())
+                });
                 if let Some(sent) =
                     leg.send_direct_video((sender, route, estimate), &packet, now, out)
                 {
@@ -332,7 +346,7 @@ impl Leg {
         let payload = &inbound.packet.payload;
         let data = direct.seal(&header, payload, &mut self.rollover, &mut out.direct_arena)?;
         self.sent.on_sent(header.timestamp, payload.len(), now);
-        out.transmits.push(route.transmit(data));
+        out.driver.transmits.push(route.transmit(data));
         Some(payload.len())
     }
 
@@ -369,7 +383,7 @@ impl Leg {
         let data = video.send(&mut wire, header, &packet.payload)?;
         self.sent
             .on_sent(header.timestamp, packet.payload.len(), now);
-        out.transmits.push(route.transmit(data));
+        out.driver.transmits.push(route.transmit(data));
         Some(packet.payload.len())
     }
 
@@ -422,7 +436,7 @@ impl Leg {
         if !inbound.keyframe {
             if now.duration_since(*last_request) >= KEYFRAME_RETRY {
                 *last_request = now;
-                out.keyframe_requests.push(KeyframeRequest {
+                out.call.keyframe_requests.push(KeyframeRequest {
                     publisher: self.track.publisher.clone(),
                     source_id: self.track.source_id.clone(),
                     layer: None,
@@ -492,7 +506,7 @@ impl Leg {
             );
         }
         if let Some(wanted) = wanted {
-            out.keyframe_requests.push(KeyframeRequest {
+            out.call.keyframe_requests.push(KeyframeRequest {
                 publisher: self.track.publisher.clone(),
                 source_id: self.track.source_id.clone(),
                 layer: Some(wanted),

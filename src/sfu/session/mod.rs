@@ -1,6 +1,8 @@
 //! One participant's RTC session: its peer connection and everything around it.
 //!
-//! Sans-IO: inputs carry `now`; outputs are pushed into [`Outputs`]. This file holds the
+//! Sans-IO: inputs carry `now`; outputs are pushed into [`Outputs`], typed by who acts on
+//! them ([`DriverOutputs`] for the thread owning the sockets, [`CallWork`] for the worker).
+//! Timers live in one table (`timers`). This file holds the
 //! session's state (one struct, every field documented), the values it exchanges with its
 //! worker and construction; each concern is one file:
 //! - `signaling`: offers and answers (WebSocket or data channel), the SFU's renegotiations
@@ -23,6 +25,7 @@ mod forwarding;
 mod quality;
 mod relays;
 mod signaling;
+mod timers;
 
 use rustc_hash::FxHashMap as HashMap;
 use std::net::SocketAddr;
@@ -73,6 +76,7 @@ use crate::metrics::{
 };
 use crate::wire::{Advertised, Protocol};
 use prometheus_client::metrics::histogram::Histogram;
+use timers::{Timer, Timers};
 
 /// How long a new session waits for its first SDP offer.
 pub const INITIAL_OFFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,21 +118,24 @@ fn protocol_of(transport: &TransportContext) -> Protocol {
     }
 }
 
-/// Where session outputs go.
+/// What a session's inputs produced, split by who acts on it.
 #[derive(Debug, Default)]
 pub struct Outputs {
+    /// For the driver, the thread that owns the sockets: datagrams to send, flows and
+    /// sockets to open or close, events for the control plane.
+    pub driver: DriverOutputs,
+    /// For the worker: the rest of the call's follow-up, done within the same turn.
+    pub call: CallWork,
+    /// Scratch block the direct audio path carves its packets from (kept across turns).
+    pub direct_arena: BytesMut,
+}
+
+/// What the driver must do after a worker's turn.
+#[derive(Debug, Default)]
+pub struct DriverOutputs {
     pub transmits: Vec<Transmit>,
+    /// Events for the control plane (signaling to relay, sessions that ended, VAD).
     pub events: Vec<MediaEvent>,
-    /// Tracks a session started publishing (the worker offers them to the call).
-    pub published: Vec<PublishedTrack>,
-    /// Sessions whose data channel just opened (ready for server offers).
-    pub ready: Vec<String>,
-    /// Media to fan out.
-    pub rtp: Vec<InboundRtp>,
-    /// Keyframes wanted from publishers.
-    pub keyframe_requests: Vec<KeyframeRequest>,
-    /// Tracks no longer published: (publisher session, source track ID).
-    pub unpublished: Vec<(String, String)>,
     /// Relay sockets of ended sessions (the driver closes them after sending the transmits).
     pub released_relay_sockets: Vec<SocketAddr>,
     /// UDP flows (advertised local address, peer) that became a session's selected candidate
@@ -140,8 +147,21 @@ pub struct Outputs {
     /// UDP flows of ended sessions (the driver closes their connected sockets and tells the
     /// receive thread to forget them).
     pub released_flows: Vec<(SocketAddr, SocketAddr)>,
-    /// Scratch block the direct audio path carves its packets from (kept across turns).
-    pub direct_arena: BytesMut,
+}
+
+/// What the worker does for the rest of a session's call before its turn ends.
+#[derive(Debug, Default)]
+pub struct CallWork {
+    /// Tracks a session started publishing (the worker offers them to the call).
+    pub published: Vec<PublishedTrack>,
+    /// Sessions whose data channel just opened (ready for server offers).
+    pub ready: Vec<String>,
+    /// Media to fan out.
+    pub rtp: Vec<InboundRtp>,
+    /// Keyframes wanted from publishers.
+    pub keyframe_requests: Vec<KeyframeRequest>,
+    /// Tracks no longer published: (publisher session, source track ID).
+    pub unpublished: Vec<(String, String)>,
 }
 
 /// A keyframe wanted from a publisher's track (a simulcast layer of it, if given).
@@ -358,8 +378,6 @@ pub struct Session {
     /// kind ([`TrackKind`] order).
     writes_until_sample: u32,
     write_times: [Option<Histogram>; 4],
-    /// When the client took the lock (auto-released after [`CLIENT_LOCK_TIMEOUT`]).
-    client_lock_since: Option<Instant>,
     connected_at: Option<Instant>,
     /// First datagram from the client (directly or relayed), and ICE success: what a failure
     /// is blamed on.
@@ -372,7 +390,6 @@ pub struct Session {
     legs: HashMap<TrackKey, Leg>,
     /// A server offer is wanted once the lock and state allow.
     renegotiation_pending: bool,
-    offer_sent_at: Option<Instant>,
     muted: bool,
     /// Published video tracks: source track ID → (receiver, media SSRC, last PLI sent).
     video_sources: HashMap<String, VideoSource>,
@@ -383,15 +400,12 @@ pub struct Session {
     video_stream: Option<String>,
     /// SFU-side TURN allocations (spec media-plane §1.8).
     relays: Vec<Relay>,
-    /// Next call-quality sample, and the counters of the previous one.
-    quality_due: Instant,
+    /// The counters of the previous call-quality sample.
     quality_counters: Option<QualityCounters>,
     /// Per inbound SSRC: packets received and lost at the last quality sample.
     stream_counters: HashMap<u32, (u64, i64)>,
     /// What this client's RTCP reported (NACKs, loss), tallied by the feedback interceptor.
     feedback: Arc<super::nack_budget::FeedbackTally>,
-    /// Next read of the send-side bandwidth estimate (sessions receiving simulcast).
-    estimate_due: Instant,
     /// Relay candidates allocated before the first answer (trickled right after it).
     pending_relay_candidates: Vec<String>,
     /// Learns the connection's outbound SRTP keys from the core.
@@ -415,8 +429,9 @@ pub struct Session {
     estimate: Option<SendSideEstimate>,
     /// Receivers' NACKs refused for lack of budget (shared with the core's streams).
     refused_retransmissions: prometheus_client::metrics::counter::Counter,
-    /// Next sender reports for the streams on the direct path.
-    reports_due: Instant,
+    /// The session's own deadlines (offer, answer and lock timeouts, estimate reads, sender
+    /// reports, quality samples).
+    timers: Timers,
 }
 
 /// Longest a client may hold the signaling lock before the SFU releases it (upstream waited
@@ -547,7 +562,6 @@ impl Session {
             lock_held_since: None,
             writes_until_sample: WRITE_TIME_SAMPLE,
             write_times: Default::default(),
-            client_lock_since: None,
             connected_at: None,
             first_datagram_at: None,
             ice_connected: false,
@@ -555,7 +569,6 @@ impl Session {
             published: Vec::new(),
             legs: HashMap::default(),
             renegotiation_pending: false,
-            offer_sent_at: None,
             muted: false,
             video_sources: HashMap::default(),
             vad: super::vad::VoiceActivity::default(),
@@ -564,11 +577,9 @@ impl Session {
             video_stream: None,
             relays,
             pending_relay_candidates: Vec::new(),
-            quality_due: now + QUALITY_PERIOD,
             quality_counters: None,
             stream_counters: HashMap::default(),
             feedback,
-            estimate_due: now + ESTIMATE_PERIOD,
             srtp_keys,
             direct: None,
             media_route: None,
@@ -579,7 +590,11 @@ impl Session {
             unreported_direct_video_packets: 0,
             estimate: None,
             refused_retransmissions,
-            reports_due: now + sender_reports::AUDIO_REPORT_PERIOD,
+            timers: {
+                let mut timers = Timers::default();
+                timers.arm(Timer::FirstOffer, now + INITIAL_OFFER_TIMEOUT);
+                timers
+            },
         })
     }
 
@@ -605,7 +620,7 @@ impl Session {
             Signal::Mute => {
                 self.muted = true;
                 self.vad.reset();
-                out.events.push(MediaEvent::VoiceActivity {
+                out.driver.events.push(MediaEvent::VoiceActivity {
                     session_id: self.config.session_id.clone(),
                     on: false,
                 });
@@ -623,7 +638,9 @@ impl Session {
                 for track in gone {
                     self.track_gauge(Direction::In, &track.mime, -1);
                     self.video_sources.remove(&track.source_id);
-                    out.unpublished.push((track.publisher, track.source_id));
+                    out.call
+                        .unpublished
+                        .push((track.publisher, track.source_id));
                 }
             }
             Signal::VideoOn { stream_id } => self.video_stream = Some(stream_id.clone()),

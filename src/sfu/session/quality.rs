@@ -127,7 +127,7 @@ impl Session {
             .retransmitted_packets
             .inc_by(quality.retransmitted_packets);
         self.report_direct_packets();
-        out.events.push(MediaEvent::Quality {
+        out.driver.events.push(MediaEvent::Quality {
             session_id: self.config.session_id.clone(),
             quality,
         });

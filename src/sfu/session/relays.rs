@@ -37,11 +37,13 @@ impl Session {
                         tracing::info!(session_id = %self.config.session_id, url, %relayed, "TURN relay allocated");
                         let base = self.relays[index].local();
                         match self.add_relay_candidate(relayed, base) {
-                            Ok(trickle) if self.answered => out.events.push(MediaEvent::Outbound {
-                                session_id: self.config.session_id.clone(),
-                                kind: OutboundKind::Ice,
-                                data: trickle,
-                            }),
+                            Ok(trickle) if self.answered => {
+                                out.driver.events.push(MediaEvent::Outbound {
+                                    session_id: self.config.session_id.clone(),
+                                    kind: OutboundKind::Ice,
+                                    data: trickle,
+                                })
+                            }
                             Ok(trickle) => self.pending_relay_candidates.push(trickle),
                             Err(err) => {
                                 tracing::warn!(session_id = %self.config.session_id, "relay candidate rejected: {err}")
@@ -106,7 +108,7 @@ impl Session {
     pub(super) fn release_relays(&mut self, now: Instant, out: &mut Outputs) {
         for relay in &mut self.relays {
             relay.release(now);
-            relay.drain_transmits(&mut out.transmits);
+            relay.drain_transmits(&mut out.driver.transmits);
         }
     }
 }

@@ -37,7 +37,7 @@ impl Session {
         };
         self.locked = true;
         self.making_offer = true;
-        self.offer_sent_at = Some(now);
+        self.timers.arm(Timer::Answer, now + ANSWER_TIMEOUT);
         let wanted = self.lock_wanted_since.take().unwrap_or(now);
         self.lock_histogram(LockTime::Grab)
             .observe(now.saturating_duration_since(wanted).as_secs_f64());
@@ -160,7 +160,7 @@ impl Session {
                 self.send_sdp(now, &json, path, out);
                 // Candidates after the answer: clients add them once a remote description exists.
                 for candidate in trickle {
-                    out.events.push(MediaEvent::Outbound {
+                    out.driver.events.push(MediaEvent::Outbound {
                         session_id: self.config.session_id.clone(),
                         kind: OutboundKind::Ice,
                         data: candidate,
@@ -168,6 +168,7 @@ impl Session {
                 }
                 if first {
                     self.answered = true;
+                    self.timers.stop(Timer::FirstOffer);
                     self.answered_at = Some(now);
                     for candidate in std::mem::take(&mut self.queued_candidates) {
                         self.add_remote_candidate(candidate);
@@ -184,14 +185,14 @@ impl Session {
                 self.pc.set_remote_description(now, answer)?;
                 self.making_offer = false;
                 self.locked = false;
-                self.offer_sent_at = None;
+                self.timers.stop(Timer::Answer);
                 self.release_lock(now);
                 // Payload types may have changed with this negotiation.
                 for leg in self.legs.values_mut() {
                     leg.payload_type = None;
                     // A receiver that just got a video track needs a keyframe to start decoding.
                     if leg.track.mime.starts_with("video/") {
-                        out.keyframe_requests.push(KeyframeRequest {
+                        out.call.keyframe_requests.push(KeyframeRequest {
                             publisher: leg.track.publisher.clone(),
                             source_id: leg.track.source_id.clone(),
                             layer: leg.switcher.as_ref().and_then(LayerSwitcher::current),
@@ -210,7 +211,7 @@ impl Session {
     pub(super) fn send_sdp(&mut self, now: Instant, json: &str, path: Path, out: &mut Outputs) {
         match (path, self.dc) {
             (Path::DataChannel, Some(dc)) => self.send_dc(now, dc, &dc_protocol::encode_sdp(json)),
-            _ => out.events.push(MediaEvent::Outbound {
+            _ => out.driver.events.push(MediaEvent::Outbound {
                 session_id: self.config.session_id.clone(),
                 kind: OutboundKind::Sdp,
                 data: json.to_owned(),
