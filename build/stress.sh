@@ -91,23 +91,30 @@ TOML
 import statistics, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])][1:]
 rows = [(int(m), int(r), int(rss), int(fds), float(s or 0)) for m, r, rss, fds, s, _ in rows]
-# After a 10-minute warm-up, compare 10-minute windows: a leak shows as growth from the first
-# window to the last. Single samples swing by ±20 % with the allocator's timing, so they are
-# reported, not judged.
+# After a 10-minute warm-up, compare the median of the first half of the samples with the
+# median of the second half: a leak shows as growth. Single samples swing by ±20 % with the
+# allocator's timing (freed pages are returned lazily), so they are reported, not judged;
+# 10-minute means and the least-squares slope are printed beside.
 last_minute = rows[-1][0]
-windows = []
-for start in range(10 if last_minute >= 20 else 0, last_minute + 1, 10):
-    window = [r for r in rows if start <= r[0] < start + 10]
-    if window:
-        windows.append((start, window))
+warm = [r for r in rows if r[0] >= (10 if last_minute >= 20 else 0)]
 ok = True
 for name, column in (("RSS KiB", 2), ("open fds", 3)):
-    means = [(start, statistics.mean(r[column] for r in w)) for start, w in windows]
-    first, last = means[0][1], means[-1][1]
-    growth = (last - first) / first * 100
-    values = [r[column] for r in rows]
-    print(f"soak: {name}: 10-minute means " + ", ".join(f"{m:.0f} (min {s})" for s, m in means)
-          + f"; first → last window {growth:+.1f} %; samples {min(values)}..{max(values)}")
+    values = [r[column] for r in warm]
+    half = len(values) // 2
+    first, second = statistics.median(values[:half]), statistics.median(values[half:])
+    growth = (second - first) / first * 100
+    xs = [r[0] for r in warm]
+    mx, my = statistics.mean(xs), statistics.mean(values)
+    var = sum((x - mx) ** 2 for x in xs) or 1
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, values)) / var
+    means = []
+    for start in range(warm[0][0], last_minute + 1, 10):
+        window = [r[column] for r in warm if start <= r[0] < start + 10]
+        if window:
+            means.append(f"{statistics.mean(window):.0f}")
+    print(f"soak: {name}: median first half {first:.0f}, second half {second:.0f} ({growth:+.1f} %); "
+          f"slope {slope:+.1f} per minute; 10-minute means {' · '.join(means)}; "
+          f"samples {min(values)}..{max(values)}")
     ok &= growth <= 5.0
 leaked = [r[1] for r in rows if r[4] != 0]
 print(f"soak: {rows[-1][1]} rounds ({rows[-1][1] * 200} joins and leaves); rounds after which sessions were still left 40 s later: {leaked or 'none'}")
