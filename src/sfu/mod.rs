@@ -17,6 +17,7 @@ pub mod simulcast;
 pub mod srtp_cm;
 pub mod srtp_gcm;
 pub mod srtp_keys;
+pub mod testkit;
 pub mod tracks;
 pub mod vad;
 pub mod vp8;
