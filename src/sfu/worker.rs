@@ -102,6 +102,14 @@ impl Worker {
         &mut self.out.driver
     }
 
+    /// Makes `session_id`'s next step panic, as a bug in the WebRTC core would (tests of the
+    /// isolation).
+    #[cfg(test)]
+    pub(crate) fn panic_in(&mut self, now: Instant, session_id: &str) {
+        self.with_session(now, session_id, |_, _| panic!("injected panic"));
+        self.settle(now);
+    }
+
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -57,6 +57,12 @@ npm=.venv/bin/npm
 # npm and the packages' scripts find this node first.
 PATH="$(pwd)/.venv/bin:$PATH"
 export PATH
+# This node carries its own list of certificate authorities: let it also trust the system's
+# (as apt, pip and curl do), so that npm works behind a TLS-inspecting proxy whose
+# certificate the machine's administrator installed.
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
 
 # npm ci only when package-lock.json or the node changed since the last install (npm ci wipes
 # node_modules).

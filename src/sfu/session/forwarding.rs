@@ -47,6 +47,7 @@ impl Session {
                         track: track.clone(),
                         sender,
                         ssrc,
+                        offered: false,
                         payload_type: None,
                         audio_level_ext: None,
                         // No bandwidth estimate yet: receivers get the high layer, and the
@@ -228,11 +229,6 @@ impl Session {
         let Some(leg) = self.legs.get_mut(&inbound.key) else {
             return;
         };
-        if leg.payload_type.is_none()
-            && let Some(mut sender) = self.pc.rtp_sender(leg.sender)
-        {
-            leg.resolve_parameters(sender.get_parameters());
-        }
         let Some(payload_type) = leg.payload_type else {
             return; // not negotiated yet
         };
@@ -390,7 +386,7 @@ impl Leg {
     /// Reads what negotiation decided for this leg from its sender: payload type, the
     /// audio-level and transport-wide extension IDs, and RTX (the core keeps an encoding's RTX
     /// SSRC only if the receiver accepted RTX; the payload type is the one our offer gave it).
-    fn resolve_parameters(
+    pub(super) fn resolve_parameters(
         &mut self,
         send_parameters: &rtc::rtp_transceiver::rtp_sender::RTCRtpSendParameters,
     ) {

@@ -213,7 +213,10 @@ struct Leg {
     track: PublishedTrack,
     sender: RTCRtpSenderId,
     ssrc: u32,
-    /// Payload type negotiated for the codec on this leg (resolved after negotiation).
+    /// The leg was in the SFU's latest offer: the answer to it completes its negotiation.
+    offered: bool,
+    /// Payload type negotiated for the codec on this leg, resolved (with the extension IDs)
+    /// when the answer to an offer carrying the leg is applied; nothing is forwarded before.
     payload_type: Option<u8>,
     /// Audio-level extension ID negotiated on this leg, if any.
     audio_level_ext: Option<u8>,

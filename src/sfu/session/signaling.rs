@@ -35,6 +35,9 @@ impl Session {
         let Ok(json) = serde_json::to_string(&offer) else {
             return;
         };
+        for leg in self.legs.values_mut() {
+            leg.offered = true;
+        }
         self.locked = true;
         self.making_offer = true;
         self.timers.arm(Timer::Answer, now + ANSWER_TIMEOUT);
@@ -187,9 +190,12 @@ impl Session {
                 self.locked = false;
                 self.timers.stop(Timer::Answer);
                 self.release_lock(now);
-                // Payload types may have changed with this negotiation.
-                for leg in self.legs.values_mut() {
-                    leg.payload_type = None;
+                // The legs this offer carried are negotiated now: their payload types and
+                // extension IDs are read once, here, not per packet.
+                for leg in self.legs.values_mut().filter(|leg| leg.offered) {
+                    if let Some(mut sender) = self.pc.rtp_sender(leg.sender) {
+                        leg.resolve_parameters(sender.get_parameters());
+                    }
                     // A receiver that just got a video track needs a keyframe to start decoding.
                     if leg.track.mime.starts_with("video/") {
                         out.call.keyframe_requests.push(KeyframeRequest {
