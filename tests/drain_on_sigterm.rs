@@ -24,14 +24,16 @@ async fn drain_waits_for_sessions_then_exits() {
         .unwrap();
     assert_eq!(ready.status, 200);
     ws.join(&join("call", "u1", "s1")).await.unwrap();
-    assert!(daemon.wait_log("session joined", T));
+    assert!(common::wait_sessions(&plugin, "call", 1).await);
 
     daemon.signal("TERM");
     assert!(
-        daemon.wait_log("draining before exiting", T),
+        common::wait_ready_status(&plugin, 503).await,
         "{}",
         daemon.log_text()
     );
+    // Operators see why it stopped taking calls.
+    assert!(daemon.wait_log("draining before exiting", T));
     let ready = plugin
         .request(Method::GET, "/readyz", None, None)
         .await
@@ -82,11 +84,11 @@ async fn drain_waits_for_sessions_then_exits() {
 
 #[tokio::test]
 async fn second_signal_exits_at_once() {
-    let (mut daemon, _plugin, mut ws) = common::registered_plugin().await;
+    let (mut daemon, plugin, mut ws) = common::registered_plugin().await;
     ws.join(&join("call", "u1", "s1")).await.unwrap();
-    assert!(daemon.wait_log("session joined", T));
+    assert!(common::wait_sessions(&plugin, "call", 1).await);
     daemon.signal("INT");
-    assert!(daemon.wait_log("draining before exiting", T));
+    assert!(common::wait_ready_status(&plugin, 503).await);
     daemon.signal("INT");
     let status = daemon
         .wait_exit(Duration::from_secs(12))
@@ -117,7 +119,7 @@ async fn drain_timeout_closes_remaining_sessions() {
             peer_stop.load(std::sync::atomic::Ordering::Relaxed)
         })
     });
-    assert!(daemon.wait_log("session joined", T));
+    assert!(common::wait_sessions(&plugin, "call", 1).await);
     let started = std::time::Instant::now();
     daemon.signal("TERM");
     let closed = ws.recv_timeout(Duration::from_secs(75)).await.unwrap();

@@ -272,6 +272,29 @@ pub async fn eventually<T, Fut: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// Waits until the tenant API lists `count` sessions in `call` (`/calls/{call}/sessions`).
+pub async fn wait_sessions(client: &Client, call: &str, count: usize) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        let sessions = client.call_sessions(call).await.ok()?.json().ok()?;
+        (sessions.as_array()?.len() == count).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// Waits until `/readyz` answers `status` (503 once the daemon drains).
+pub async fn wait_ready_status(client: &Client, status: u16) -> bool {
+    eventually(Duration::from_secs(5), || async {
+        let response = client
+            .request(hyper::Method::GET, "/readyz", None, None)
+            .await
+            .ok()?;
+        (response.status == status).then_some(())
+    })
+    .await
+    .is_some()
+}
+
 /// A port in the allowed media range that is currently free for both UDP and TCP on loopback.
 pub fn free_port() -> u16 {
     for _ in 0..200 {

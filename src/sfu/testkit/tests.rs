@@ -107,6 +107,18 @@ fn a_lock_the_client_never_releases_is_released_after_fifteen_seconds() {
     );
     net.run_for(Duration::from_secs(1)).unwrap();
     assert!(heard(&net, holder) > 0, "the holder hears the speaker");
+    let timeouts = net
+        .metrics
+        .rtc_errors
+        .get_or_create(&crate::metrics::RtcErrorLabels {
+            groupID: "group".into(),
+            r#type: crate::metrics::RtcErrorKind::signaling_lock_timeout,
+        })
+        .get();
+    assert_eq!(
+        timeouts, 1,
+        "rtcd_rtc_errors_total{{type=\"signaling_lock_timeout\"}}"
+    );
 }
 
 #[test]
