@@ -81,6 +81,15 @@ async fn the_log_file_rotates_by_size_while_the_daemon_logs() {
     flate2::read::GzDecoder::new(std::fs::File::open(dir.join("rtcd.log.1.gz")).unwrap())
         .read_to_string(&mut text)
         .unwrap();
+    for name in &names {
+        let size = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        eprintln!("{name}: {size} bytes");
+    }
+    eprintln!(
+        "rtcd.log.1.gz decompresses to {} bytes; first line: {}",
+        text.len(),
+        text.lines().next().unwrap_or_default()
+    );
     assert!(
         text.len() >= 1 << 20 && text.len() < (1 << 20) + 64 * 1024,
         "{}",
