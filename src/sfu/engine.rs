@@ -33,6 +33,30 @@ pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const TWCC_URI: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 
+/// The negotiated ID of header extension `uri` in `parameters`, if negotiated.
+pub fn extension_id(
+    parameters: &rtc::rtp_transceiver::rtp_sender::RTCRtpParameters,
+    uri: &str,
+) -> Option<u8> {
+    parameters
+        .header_extensions
+        .iter()
+        .find(|e| e.uri == uri)
+        .and_then(|e| u8::try_from(e.id).ok())
+}
+
+/// The negotiated payload type of codec `mime` in `parameters`, if negotiated.
+pub fn payload_type(
+    parameters: &rtc::rtp_transceiver::rtp_sender::RTCRtpParameters,
+    mime: &str,
+) -> Option<u8> {
+    parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
+}
+
 /// How often the SFU asks a publisher for one missing packet.
 pub const MAX_NACKS_PER_PACKET: u16 = 10;
 

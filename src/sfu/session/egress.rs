@@ -36,16 +36,10 @@ impl Session {
             else {
                 continue;
             };
-            let transport_ext = leg.stamped_ext();
-            let VideoPath::Direct(video) = &mut leg.video else {
+            let Some((video, mut wire)) =
+                leg.direct_video((sender, estimate), &mut out.direct_arena, now)
+            else {
                 continue; // the core's stream: its responder answers
-            };
-            let mut wire = Wire {
-                sender,
-                estimate,
-                transport_ext,
-                arena: &mut out.direct_arena,
-                now,
             };
             let transmits = &mut out.driver.transmits;
             let resent = video.resend(&mut wire, nack, &self.refused_retransmissions, |data| {

@@ -222,13 +222,10 @@ impl Session {
         let Some(mut receiver) = self.pc.rtp_receiver(init.receiver_id) else {
             return;
         };
-        let level_ext = receiver
-            .get_parameters()
-            .rtp_parameters
-            .header_extensions
-            .iter()
-            .find(|e| e.uri == engine::AUDIO_LEVEL_URI)
-            .and_then(|e| u8::try_from(e.id).ok());
+        let level_ext = engine::extension_id(
+            &receiver.get_parameters().rtp_parameters,
+            engine::AUDIO_LEVEL_URI,
+        );
         let track = receiver.track();
         let is_audio = track.kind() == RtpCodecKind::Audio;
         let mime = track

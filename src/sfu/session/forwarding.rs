@@ -355,17 +355,6 @@ impl Leg {
         now: Instant,
         out: &mut Outputs,
     ) -> Option<usize> {
-        let transport_ext = self.stamped_ext();
-        let VideoPath::Direct(video) = &mut self.video else {
-            return None;
-        };
-        let mut wire = Wire {
-            sender,
-            estimate,
-            transport_ext,
-            arena: &mut out.direct_arena,
-            now,
-        };
         let header = DirectHeader {
             marker: packet.header.marker,
             payload_type: packet.header.payload_type,
@@ -376,6 +365,8 @@ impl Leg {
             transport_sequence: None,
             original_sequence: None,
         };
+        let (video, mut wire) =
+            self.direct_video((sender, estimate), &mut out.direct_arena, now)?;
         let data = video.send(&mut wire, header, &packet.payload)?;
         self.sent
             .on_sent(header.timestamp, packet.payload.len(), now);
@@ -392,20 +383,9 @@ impl Leg {
     ) {
         let parameters = &send_parameters.rtp_parameters;
         let mime = &self.track.mime;
-        self.payload_type = parameters
-            .codecs
-            .iter()
-            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
-            .map(|c| c.payload_type);
-        let extension = |uri: &str| {
-            parameters
-                .header_extensions
-                .iter()
-                .find(|e| e.uri == uri)
-                .and_then(|e| u8::try_from(e.id).ok())
-        };
-        self.audio_level_ext = extension(engine::AUDIO_LEVEL_URI);
-        self.transport_ext = extension(engine::TWCC_URI);
+        self.payload_type = engine::payload_type(parameters, mime);
+        self.audio_level_ext = engine::extension_id(parameters, engine::AUDIO_LEVEL_URI);
+        self.transport_ext = engine::extension_id(parameters, engine::TWCC_URI);
         let rtx_negotiated = send_parameters
             .encodings
             .first()

@@ -252,6 +252,28 @@ impl Leg {
     fn stamped_ext(&self) -> Option<u8> {
         self.transport_ext.filter(|_| self.switcher.is_some())
     }
+
+    /// The leg's direct video sender and the wire it writes to, when the session sends this
+    /// leg's video itself (`None` for audio and for legs the core sends).
+    fn direct_video<'a>(
+        &'a mut self,
+        (sender, estimate): (&'a DirectSender, &'a mut SendSideEstimate),
+        arena: &'a mut BytesMut,
+        now: Instant,
+    ) -> Option<(&'a mut VideoLeg, Wire<'a>)> {
+        let transport_ext = self.stamped_ext();
+        let VideoPath::Direct(video) = &mut self.video else {
+            return None;
+        };
+        let wire = Wire {
+            sender,
+            estimate,
+            transport_ext,
+            arena,
+            now,
+        };
+        Some((video, wire))
+    }
 }
 
 /// Who sends a video leg's packets.

@@ -41,7 +41,7 @@ use rtc::sansio::Protocol as _;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 
 use crate::sfu::dc_protocol;
-use crate::sfu::engine::AUDIO_LEVEL_URI;
+use crate::sfu::engine::{self, AUDIO_LEVEL_URI};
 
 /// Opus payload size (≈ 32 kbit/s at 50 packets/s).
 pub const AUDIO_PAYLOAD: usize = 80;
@@ -473,24 +473,14 @@ impl FakePeer {
                 continue;
             };
             let parameters = &rtp_sender.get_parameters().rtp_parameters;
-            let ext = |uri: &str| {
-                parameters
-                    .header_extensions
-                    .iter()
-                    .find(|e| e.uri == uri)
-                    .and_then(|e| u8::try_from(e.id).ok())
-            };
+            let ext = |uri: &str| engine::extension_id(parameters, uri);
             let mime = if sender.clock_rate == 48_000 {
                 "audio/opus"
             } else {
                 "video/VP8"
             };
-            if let Some(codec) = parameters
-                .codecs
-                .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
-            {
-                sender.payload_type = codec.payload_type;
+            if let Some(payload_type) = engine::payload_type(parameters, mime) {
+                sender.payload_type = payload_type;
             }
             sender.level_ext = ext(AUDIO_LEVEL_URI);
             if sender.rid.is_some() {
